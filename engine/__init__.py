@@ -1,0 +1,1 @@
+"""postsale engine: YAML rulesets → IR → durable_rules, one decision per session."""

@@ -1,0 +1,130 @@
+"""`postsale`: parses arguments and calls into the harness; nothing else lives here.
+
+Exit codes follow `opa test`: 0 pass, 1 the rules (or test files, or inputs) do not load,
+2 a case failed or coverage is under the threshold.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import FactsError, DecisionError, RulesetError
+
+OK, LOAD_ERROR, FAILED = 0, 1, 2
+
+
+def _flows(paths):
+    from .language.flows import discover
+    found = discover(paths or ["rules"])
+    if not found:
+        print(f"postsale: no flow.yaml under {', '.join(map(str, paths or ['rules']))}", file=sys.stderr)
+    return found
+
+
+def cmd_check(args) -> int:
+    from .compile.durable import compile_flow
+    from .language.flows import flow_summary, load_flow_dir
+    dirs = _flows(args.paths)
+    if not dirs:
+        return LOAD_ERROR
+    status = OK
+    for d in dirs:
+        try:
+            flow = load_flow_dir(d)
+            compile_flow(flow)
+        except RulesetError as exc:
+            for diag in exc.diagnostics:
+                print(diag)
+            print(f"{d}: {len(exc.diagnostics)} error{'s' if len(exc.diagnostics) != 1 else ''}", file=sys.stderr)
+            status = LOAD_ERROR
+            continue
+        s = flow_summary(flow)
+        print(f"{d}: ok: flow {s['flow']} @ {s['version']}: {s['rules']} rules, {s['tables']} tables, "
+              f"{len(s['guardrails'])} guardrails")
+    return status
+
+
+def cmd_test(args) -> int:
+    from .harness.suite import run_suite
+    return run_suite(args.paths, coverage=args.coverage, fail_under=args.fail_under, junit=args.junit_xml,
+                     verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout)
+
+
+def cmd_explain(args) -> int:
+    from .decide import Decider
+    from .explain import explain_text
+    from .language.flows import load_flow_dir
+    try:
+        facts = json.loads(Path(args.facts).read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"{args.facts}: {exc.strerror}", file=sys.stderr)
+        return LOAD_ERROR
+    except json.JSONDecodeError as exc:
+        print(f"{args.facts}:{exc.lineno}:{exc.colno}: json: {exc.msg}", file=sys.stderr)
+        return LOAD_ERROR
+    if isinstance(facts, dict) and "facts" in facts and "account" not in facts:
+        facts = facts["facts"]
+    flow_dir = Path(args.rules) / args.flow
+    try:
+        decider = Decider(load_flow_dir(flow_dir))
+    except RulesetError as exc:
+        print(exc, file=sys.stderr)
+        return LOAD_ERROR
+    try:
+        decision = decider.decide(facts)
+    except FactsError as exc:
+        for p in exc.problems:
+            print(f"{args.facts}: {p.path}: {p.message}", file=sys.stderr)
+        return LOAD_ERROR
+    except DecisionError as exc:
+        print(f"decision failed: {exc}", file=sys.stderr)
+        return FAILED
+    finally:
+        decider.close()
+    if args.json:
+        print(json.dumps(decision, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(explain_text(decision))
+    return OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="postsale", description="Post-sale revenue decisions: rules, tests, explanations.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="validate and compile rulesets; compiler-style errors")
+    c.add_argument("paths", nargs="*", help="flow directories or folders holding them (default: rules)")
+    c.set_defaults(func=cmd_check)
+    t = sub.add_parser("test", help="run the YAML test cases beside the rules")
+    t.add_argument("paths", nargs="*")
+    t.add_argument("--coverage", action="store_true", help="report rules, conditions and table rows not exercised")
+    t.add_argument("--fail-under", type=float, default=None, metavar="N", help="exit 2 when coverage is below N%%")
+    t.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report")
+    t.add_argument("-v", "--verbose", action="store_true", help="one line per case")
+    t.add_argument("-k", metavar="TEXT", help="only cases whose name contains TEXT")
+    t.add_argument("--engine", choices=["durable", "reference"], default="durable")
+    t.set_defaults(func=cmd_test)
+    e = sub.add_parser("explain", help="one decision with its trace")
+    e.add_argument("facts", help="a JSON file with the account's facts (or a decision request)")
+    e.add_argument("--flow", default="renewal")
+    e.add_argument("--rules", default="rules", help="the rules folder (default: rules)")
+    e.add_argument("--json", action="store_true", help="the full decision as JSON")
+    e.set_defaults(func=cmd_explain)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "test" and args.fail_under is not None:
+        args.coverage = True
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

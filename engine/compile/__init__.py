@@ -1,0 +1,1 @@
+"""IR → executable engines: durable_rules (production) and the reference evaluator (oracle)."""

@@ -1,0 +1,153 @@
+"""IR → durable_rules' JSON ruleset form (not its Python DSL, which needs global registries
+and a singleton host).
+
+One decision is one working fact: the fact paths rules read, flattened to short keys
+(`v0`, `v1`, ...), plus `x<j>` booleans for tests durable cannot do faithfully (regex in
+Python's dialect, `contains`), plus `__f<i>` markers for items already fired. Every item's
+pattern starts with `$nex __f<i>` (refraction) and the kind marker `k`; a catch-all at the
+lowest priority guarantees an action runs in every session (deleting a session in which no
+action ran can crash the extension). Priorities map to durable's unsigned 16-bit `pri`
+(lower fires first): pri = 32768 - priority.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..actions import agenda_items, condition_of
+from ..conditions import nnf, test_holds_ext
+from ..errors import Diagnostic, RulesetError
+from ..ir import All, Any_, FactRef, Test
+
+CATCH = "catch"
+PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"}
+# Measured limits of the extension (docs/engine.md): beyond them it fails or crashes at run time.
+MAX_ITEMS = 1000
+MAX_TESTS_PER_ITEM = 60
+
+
+def encode(value):
+    """Values as durable sees them: booleans as 0/1 (durable compares mismatched types as text)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, list):
+        return 1
+    return value
+
+
+@dataclass
+class DurableProgram:
+    definition: dict
+    items: list
+    keys: dict  # fact path -> short key
+    python_tests: list  # (key, Test)
+
+    def document(self, wm: dict, sid: str, version: int, fired) -> dict:
+        doc = {"sid": sid, "id": f"{sid}.{version}", "k": 1}
+        for path, key in self.keys.items():
+            if path in wm:
+                doc[key] = encode(wm[path])
+        for key, test in self.python_tests:
+            doc[key] = 1 if test_holds_ext(test, wm) else 0
+        for i in fired:
+            doc[f"__f{i}"] = 1
+        return doc
+
+
+class _Compiler:
+    def __init__(self):
+        self.keys: dict[str, str] = {}
+        self.python: dict[tuple, str] = {}
+        self.python_tests: list = []
+
+    def key(self, path: str) -> str:
+        if path not in self.keys:
+            self.keys[path] = f"v{len(self.keys)}"
+        return self.keys[path]
+
+    def leaf(self, t: Test):
+        if t.op in PYTHON_OPS:
+            sig = (t.path, t.op, t.value)
+            if sig not in self.python:
+                k = f"x{len(self.python)}"
+                self.python[sig] = k
+                self.python_tests.append((k, Test(t.path, t.op, t.value)))
+            return {self.python[sig]: 1}
+        k = self.key(t.path)
+        if t.op == "exists":
+            return {"$ex": {k: 1}}
+        if t.op == "missing":
+            return {"$nex": {k: 1}}
+        if isinstance(t.value, FactRef):
+            other = self.key(t.value.path)
+            rhs = {"$m": other}
+            cmp = {k: rhs} if t.op == "eq" else {"$" + {"ne": "neq"}.get(t.op, t.op): {k: rhs}}
+            return {"$and": [{"$ex": {k: 1}}, {"$ex": {other: 1}}, cmp]}
+        if t.op == "eq":
+            return {k: encode(t.value)}
+        if t.op == "ne":
+            return {"$and": [{"$ex": {k: 1}}, {"$neq": {k: encode(t.value)}}]}
+        if t.op in ("lt", "lte", "gt", "gte"):
+            return {"$" + t.op: {k: t.value}}
+        if t.op == "between":
+            return {"$and": [{"$gte": {k: t.value[0]}}, {"$lte": {k: t.value[1]}}]}
+        if t.op == "in":
+            alts = [{k: encode(v)} for v in t.value]
+            return alts[0] if len(alts) == 1 else {"$or": alts}
+        if t.op == "not_in":
+            return {"$and": [{"$ex": {k: 1}}] + [{"$neq": {k: encode(v)}} for v in t.value]}
+        raise ValueError(f"operator {t.op}")
+
+    def expr(self, cond):
+        if isinstance(cond, Test):
+            return self.leaf(cond)
+        items = [self.expr(c) for c in cond.items]
+        if isinstance(cond, All):
+            return {"$and": items} if len(items) != 1 else items[0]
+        if isinstance(cond, Any_):
+            if not items:
+                return {"k": 2}
+            return {"$or": items} if len(items) != 1 else items[0]
+        raise TypeError(cond)
+
+
+def _count_tests(expr) -> int:
+    if isinstance(expr, dict):
+        if "$and" in expr or "$or" in expr:
+            return sum(_count_tests(e) for e in next(iter(expr.values())))
+        return 1
+    return 0
+
+
+def compile_flow(flow) -> DurableProgram:
+    items = agenda_items(flow)
+    c = _Compiler()
+    definition = {}
+    problems = []
+    if len(items) > MAX_ITEMS:
+        problems.append(Diagnostic(_loc(flow), "engine-limit", f"{len(items)} rules and tables; the engine is "
+                                   f"measured safe up to {MAX_ITEMS} per flow: split the flow"))
+    for i, item in enumerate(items):
+        cond = nnf(condition_of(item))
+        if isinstance(cond, All) and not cond.items:
+            expr = None
+        else:
+            expr = c.expr(cond)
+        parts = [{"$nex": {f"__f{i}": 1}}, {"k": 1}] + ([expr] if expr is not None else [])
+        if _count_tests(expr) > MAX_TESTS_PER_ITEM:
+            problems.append(Diagnostic(item.loc, "engine-limit", f"'{item.id}' compiles to {_count_tests(expr)} "
+                                       f"tests; the engine is measured safe up to {MAX_TESTS_PER_ITEM} per rule"))
+        definition[f"i{i}"] = {"all": [{"m": {"$and": parts}}], "pri": 32768 - item.priority}
+    definition[CATCH] = {"all": [{"m": {"k": 1}}], "pri": 65535}
+    if problems:
+        raise RulesetError(problems)
+    return DurableProgram(definition, items, dict(c.keys), list(c.python_tests))
+
+
+def _loc(flow):
+    from ..errors import Location
+    return Location(flow.file)
+
+
+def dumps(program: DurableProgram) -> str:
+    return json.dumps(program.definition, sort_keys=False, separators=(",", ":"))

@@ -1,0 +1,206 @@
+"""The meaning of conditions over a working memory (a flat dict of fact path → value).
+
+This is the reference semantics: the durable_rules compiler must agree with it, and the
+differential tests hold it to that. A comparison on a missing value is false; `not` is
+plain negation, so `not: {fact: x, eq: 1}` holds when x is missing.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .ir import All, Any_, FactRef, Not, Test
+
+MISSING = object()
+
+
+@lru_cache(maxsize=4096)
+def compiled_regex(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _eq(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _num(a) and _num(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _cmp(op: str, a, b) -> bool:
+    if op == "eq":
+        return _eq(a, b)
+    if op == "ne":
+        return not _eq(a, b)
+    if _num(a) != _num(b):
+        return False
+    if op == "lt":
+        return a < b
+    if op == "lte":
+        return a <= b
+    if op == "gt":
+        return a > b
+    if op == "gte":
+        return a >= b
+    raise ValueError(op)
+
+
+def test_holds(t: Test, wm: dict) -> bool:
+    op = t.op
+    if op == "exists":
+        return t.path in wm
+    if op == "missing":
+        return t.path not in wm
+    v = wm.get(t.path, MISSING)
+    if v is MISSING:
+        return False
+    if op in ("eq", "ne", "lt", "lte", "gt", "gte"):
+        other = t.value
+        if isinstance(other, FactRef):
+            other = wm.get(other.path, MISSING)
+            if other is MISSING:
+                return False
+        return _cmp(op, v, other)
+    if op == "between":
+        lo, hi = t.value
+        return _num(v) and lo <= v <= hi
+    if op == "in":
+        return any(_eq(v, x) for x in t.value)
+    if op == "not_in":
+        return not any(_eq(v, x) for x in t.value)
+    if op == "contains":
+        if isinstance(v, str):
+            return isinstance(t.value, str) and t.value in v
+        if isinstance(v, list):
+            return any(_eq(x, t.value) for x in v)
+        return False
+    if op == "matches":
+        return isinstance(v, str) and compiled_regex(t.value).search(v) is not None
+    raise ValueError(f"unknown operator {op}")
+
+
+def holds(cond, wm: dict, record=None) -> bool:
+    """Evaluate a condition; `record(test, result)` sees every leaf evaluated (for coverage)."""
+    if isinstance(cond, Test):
+        r = test_holds(cond, wm)
+        if record is not None:
+            record(cond, r)
+        return r
+    if isinstance(cond, All):
+        if record is None:
+            return all(holds(c, wm) for c in cond.items)
+        results = [holds(c, wm, record) for c in cond.items]
+        return all(results)
+    if isinstance(cond, Any_):
+        if record is None:
+            return any(holds(c, wm) for c in cond.items)
+        results = [holds(c, wm, record) for c in cond.items]
+        return any(results)
+    if isinstance(cond, Not):
+        return not holds(cond.item, wm, record)
+    if cond is None:
+        return True
+    raise TypeError(f"not a condition: {cond!r}")
+
+
+def leaves(cond):
+    """Every Test in a condition, in source order."""
+    if isinstance(cond, Test):
+        yield cond
+    elif isinstance(cond, (All, Any_)):
+        for c in cond.items:
+            yield from leaves(c)
+    elif isinstance(cond, Not):
+        yield from leaves(cond.item)
+
+
+def paths_read(cond) -> set[str]:
+    out = set()
+    for t in leaves(cond):
+        out.add(t.path)
+        if isinstance(t.value, FactRef):
+            out.add(t.value.path)
+    return out
+
+
+def matched_values(cond, wm: dict) -> dict:
+    """The values a condition looked at, for the explanation."""
+    return {p: wm[p] for p in sorted(paths_read(cond)) if p in wm}
+
+
+_NEGATE = {"eq": "ne", "ne": "eq", "lt": "gte", "lte": "gt", "gt": "lte", "gte": "lt",
+           "in": "not_in", "not_in": "in", "contains": "ncontains", "ncontains": "contains",
+           "matches": "nmatches", "nmatches": "matches"}
+
+
+def nnf(cond, negate: bool = False):
+    """Negation pushed down to the leaves, so only All / Any_ / Test remain.
+
+    A negated comparison also holds when a path it reads is missing, so `not (x > 3)`
+    becomes `x <= 3 or x missing`. `ncontains` / `nmatches` mean: present and not
+    containing / not matching.
+    """
+    if isinstance(cond, Not):
+        return nnf(cond.item, not negate)
+    if isinstance(cond, All):
+        items = tuple(nnf(c, negate) for c in cond.items)
+        return Any_(items, cond.loc) if negate else All(items, cond.loc)
+    if isinstance(cond, Any_):
+        items = tuple(nnf(c, negate) for c in cond.items)
+        return All(items, cond.loc) if negate else Any_(items, cond.loc)
+    if not negate:
+        return cond
+    t = cond
+    if t.op == "exists":
+        return Test(t.path, "missing", None, t.loc)
+    if t.op == "missing":
+        return Test(t.path, "exists", None, t.loc)
+    missing = [Test(t.path, "missing", None, t.loc)]
+    if isinstance(t.value, FactRef):
+        missing.append(Test(t.value.path, "missing", None, t.loc))
+    if t.op == "between":
+        lo, hi = t.value
+        alts = [Test(t.path, "lt", lo, t.loc), Test(t.path, "gt", hi, t.loc)]
+    else:
+        alts = [Test(t.path, _NEGATE[t.op], t.value, t.loc)]
+    return Any_(tuple(alts + missing), t.loc)
+
+
+def test_holds_ext(t: Test, wm: dict) -> bool:
+    """test_holds plus the internal negated operators nnf introduces."""
+    if t.op in ("ncontains", "nmatches"):
+        if t.path not in wm:
+            return False
+        return not test_holds(Test(t.path, t.op[1:], t.value), wm)
+    return test_holds(t, wm)
+
+
+def dnf(cond, limit: int = 256):
+    """Disjunctive normal form of an nnf condition as a list of Test lists; None past `limit`."""
+    if isinstance(cond, Test):
+        return [[cond]]
+    if isinstance(cond, Any_):
+        out = []
+        for c in cond.items:
+            sub = dnf(c, limit)
+            if sub is None:
+                return None
+            out.extend(sub)
+            if len(out) > limit:
+                return None
+        return out
+    if isinstance(cond, All):
+        out = [[]]
+        for c in cond.items:
+            sub = dnf(c, limit)
+            if sub is None:
+                return None
+            out = [a + b for a in out for b in sub]
+            if len(out) > limit:
+                return None
+        return out
+    raise TypeError(cond)

@@ -1,0 +1,148 @@
+"""Facts in: the flow's JSON Schema gives every path a type; requests are coerced to those
+types, validated (every problem by JSON path), and flattened into a working memory.
+
+durable_rules compares mismatched types as strings, so nothing reaches it uncoerced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jsonschema import Draft202012Validator
+
+from .errors import FactProblem, FactsError
+
+SCALARS = {"string", "number", "integer", "boolean", "array"}
+
+
+@dataclass(frozen=True)
+class PathType:
+    type: str  # string | number | integer | boolean | array
+    enum: tuple = ()
+    items: str | None = None  # element type of an array
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("number", "integer")
+
+
+def schema_paths(schema: dict, prefix: str = "") -> dict[str, PathType]:
+    """Every leaf path a facts schema declares (nested objects flattened with dots)."""
+    out: dict[str, PathType] = {}
+    for sub in schema.get("allOf", []):
+        out.update(schema_paths(sub, prefix))
+    for name, prop in (schema.get("properties") or {}).items():
+        path = f"{prefix}{name}"
+        t = prop.get("type")
+        if isinstance(t, list):
+            t = next((x for x in t if x != "null"), None)
+        if t == "object" or (t is None and "properties" in prop):
+            out.update(schema_paths(prop, path + "."))
+            continue
+        if t is None and "enum" in prop:
+            t = _enum_type(prop["enum"])
+        if t in SCALARS:
+            items = None
+            if t == "array":
+                it = (prop.get("items") or {}).get("type")
+                items = it if isinstance(it, str) else None
+            out[path] = PathType(t, tuple(prop.get("enum", ())), items)
+    return out
+
+
+def _enum_type(values) -> str | None:
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {str}:
+        return "string"
+    if kinds <= {int, float}:
+        return "number"
+    if kinds <= {bool}:
+        return "boolean"
+    return None
+
+
+def _coerce(value, schema: dict):
+    """Best-effort coercion of strings from loosely typed clients; validation reports the rest."""
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = next((x for x in t if x != "null"), None)
+    if value is None:
+        return None
+    if t == "object" and isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: (_coerce(v, props[k]) if k in props else v) for k, v in value.items()}
+    if t == "array" and isinstance(value, list):
+        items = schema.get("items") or {}
+        return [_coerce(v, items) for v in value]
+    if t in ("number", "integer") and isinstance(value, str):
+        try:
+            n = float(value.strip())
+        except ValueError:
+            return value
+        if t == "integer":
+            return int(n) if n.is_integer() else value
+        return n
+    if t == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if t == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if t == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def _drop_nulls(value):
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+class FactsModel:
+    """One flow's facts contract: validate + coerce + flatten."""
+
+    def __init__(self, schema: dict):
+        self.schema = schema
+        Draft202012Validator.check_schema(schema)
+        self.validator = Draft202012Validator(schema)
+        self.paths = schema_paths(schema)
+
+    def prepare(self, facts) -> dict:
+        """Coerced, validated facts; FactsError lists every problem by JSON path."""
+        if not isinstance(facts, dict):
+            raise FactsError([FactProblem("$", "facts must be a JSON object")])
+        coerced = _drop_nulls(_coerce(facts, self.schema))
+        problems = [
+            FactProblem(err.json_path, err.message)
+            for err in self.validator.iter_errors(coerced)
+        ]
+        if problems:
+            raise FactsError(problems)
+        return coerced
+
+    def working_memory(self, facts: dict) -> dict:
+        return flatten(self.prepare(facts))
+
+
+def flatten(facts: dict, prefix: str = "", out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    for k, v in facts.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            flatten(v, f"{prefix}{k}.", out)
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def unflatten(wm: dict) -> dict:
+    out: dict = {}
+    for path, value in wm.items():
+        node = out
+        parts = path.split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = node[p] = {}
+            node = nxt
+        node[parts[-1]] = value
+    return out

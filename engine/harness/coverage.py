@@ -1,0 +1,95 @@
+"""Coverage of a flow by its test cases, like `opa test --coverage`.
+
+- a rule or table is covered when some case fired it;
+- a condition (one test in a `when`) is covered when some case saw it true and some case saw
+  it false while the engine chose what to fire;
+- a table row is covered when some case hit it.
+Recorded with the reference evaluator, which chooses the same firings as durable_rules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..actions import agenda_items
+from ..compile.reference import ReferenceEngine
+from ..conditions import leaves
+from ..errors import DecisionError, FactsError
+from ..facts import FactsModel, flatten
+from ..ir import Rule
+
+
+@dataclass
+class Coverage:
+    items: dict = field(default_factory=dict)       # key -> (loc, covered)
+    conditions: dict = field(default_factory=dict)  # (item key, idx) -> [loc, text, seen_true, seen_false]
+    rows: dict = field(default_factory=dict)        # (table key, row) -> (loc, covered)
+
+    def totals(self) -> tuple[int, int]:
+        total = len(self.items) + 2 * len(self.conditions) + len(self.rows)
+        covered = (sum(1 for v in self.items.values() if v[1])
+                   + sum(int(v[2]) + int(v[3]) for v in self.conditions.values())
+                   + sum(1 for v in self.rows.values() if v[1]))
+        return covered, total
+
+    @property
+    def percent(self) -> float:
+        covered, total = self.totals()
+        return 100.0 if total == 0 else round(100.0 * covered / total, 1)
+
+    def gaps(self) -> list[tuple]:
+        out = []
+        for key, (loc, ok) in self.items.items():
+            if not ok:
+                out.append((loc, f"{key} never fired"))
+        for (key, _), (loc, text, t, f) in self.conditions.items():
+            if not (t and f):
+                missing = "true" if not t else "false"
+                out.append((loc, f"{key}: condition '{text}' was never {missing}"))
+        for (key, row), (loc, ok) in self.rows.items():
+            if not ok:
+                out.append((loc, f"{key}: row {row} never hit"))
+        return sorted(out)
+
+
+def _text(t) -> str:
+    v = t.value
+    if hasattr(v, "path"):
+        v = f"fact {v.path}"
+    return f"{t.path} {t.op}" + ("" if t.op in ("exists", "missing") else f" {v}")
+
+
+def measure(flow, cases) -> Coverage:
+    cov = Coverage()
+    index = {}
+    for item in agenda_items(flow):
+        key = item.key
+        cov.items[key] = (item.loc, False)
+        if isinstance(item, Rule):
+            for i, t in enumerate(leaves(item.when)):
+                cov.conditions[(key, i)] = [t.loc, _text(t), False, False]
+                index[(id(item), id(t))] = (key, i)
+        else:
+            for row in item.rows:
+                cov.rows[(key, row.index)] = (row.loc, False)
+    engine = ReferenceEngine(flow)
+    model = FactsModel(flow.facts_schema)
+
+    def record(item, test, result):
+        slot = index.get((id(item), id(test)))
+        if slot is not None:
+            entry = cov.conditions[slot]
+            entry[2 if result else 3] = True
+
+    for case in cases:
+        try:
+            wm = flatten(model.prepare(case.facts))
+            out = engine.run(wm, record)
+        except (FactsError, DecisionError):
+            continue
+        by_id = {it.id: it for it in agenda_items(flow)}
+        for f in out.firings:
+            item = by_id[f["id"]]
+            cov.items[item.key] = (item.loc, True)
+            for r in f.get("rows", []):
+                cov.rows[(item.key, r)] = (cov.rows[(item.key, r)][0], True)
+    return cov

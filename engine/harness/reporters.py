@@ -1,0 +1,63 @@
+"""Human and machine reports of a test run: pytest-like text and JUnit XML."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+
+def text_report(results, out, verbose: bool = False) -> None:
+    by_file = {}
+    for r in results:
+        by_file.setdefault(r.case.file, []).append(r)
+    for file, rs in by_file.items():
+        marks = "".join("." if r.passed else "F" for r in rs)
+        out.write(f"{file} {marks}\n")
+        if verbose:
+            for r in rs:
+                out.write(f"  {'PASS' if r.passed else 'FAIL'} {r.case.name}\n")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        out.write("\n=================================== FAILURES ===================================\n")
+        for r in failed:
+            out.write(f"___ {r.case.name} ___\n{r.case.loc}: case failed\n")
+            for f in r.failures:
+                out.write(f"  - {f}\n")
+            out.write("\n")
+
+
+def summary_line(results) -> str:
+    passed = sum(1 for r in results if r.passed)
+    failed = len(results) - passed
+    return f"{passed} passed, {failed} failed"
+
+
+def coverage_report(flow_name: str, cov, out, show_gaps: bool = True) -> None:
+    covered, total = cov.totals()
+    rules = sum(1 for v in cov.items.values() if v[1])
+    conds = sum(int(v[2]) + int(v[3]) for v in cov.conditions.values())
+    rows = sum(1 for v in cov.rows.values() if v[1])
+    out.write(f"coverage {flow_name}: {cov.percent}% ({covered}/{total}): rules and tables {rules}/{len(cov.items)}, "
+              f"condition outcomes {conds}/{2 * len(cov.conditions)}, table rows {rows}/{len(cov.rows)}\n")
+    if show_gaps:
+        for loc, what in cov.gaps():
+            out.write(f"  {loc}: not covered: {what}\n")
+
+
+def junit_xml(results, path: str, suite: str = "postsale") -> None:
+    failures = sum(1 for r in results if not r.passed)
+    root = ET.Element("testsuites")
+    by_file = {}
+    for r in results:
+        by_file.setdefault(r.case.file, []).append(r)
+    for file, rs in by_file.items():
+        ts = ET.SubElement(root, "testsuite", name=file, tests=str(len(rs)),
+                           failures=str(sum(1 for r in rs if not r.passed)))
+        for r in rs:
+            tc = ET.SubElement(ts, "testcase", classname=file, name=r.case.name, file=file,
+                               line=str(r.case.loc.line))
+            if not r.passed:
+                f = ET.SubElement(tc, "failure", message=r.failures[0])
+                f.text = "\n".join(r.failures)
+    root.set("tests", str(len(results)))
+    root.set("failures", str(failures))
+    root.set("name", suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,129 @@
+"""Runs cases through the real pipeline (durable_rules engine) and compares expectations.
+
+Expectations are partial: only what a case names is checked. Lists of offers, escalations,
+actions and adjustments must match in number; within an item only the named fields are
+compared, and `reason` passes when the expected text is contained in the actual reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import DecisionError, FactsError
+
+KEYED = {"offers": "offer", "escalations": "queue", "actions": "type", "adjustments": "guardrail"}
+
+
+@dataclass
+class CaseResult:
+    case: object
+    failures: list = field(default_factory=list)
+    decision: dict | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return all(k in b and _same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _show(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _match_item(want: dict, got: dict, where: str, failures: list) -> None:
+    for k, v in want.items():
+        if k not in got:
+            failures.append(f"{where}.{k}: expected {_show(v)}, but the {where.split('[')[0][:-1]} has no {k}")
+        elif k == "reason" and isinstance(v, str):
+            if v not in (got[k] or ""):
+                failures.append(f"{where}.reason: expected to contain {v!r}, got {got[k]!r}")
+        elif isinstance(v, dict) and isinstance(got[k], dict):
+            _match_item(v, got[k], f"{where}.{k}", failures)
+        elif not _same(v, got[k]):
+            failures.append(f"{where}.{k}: expected {_show(v)}, got {_show(got[k])}")
+
+
+def _match_list(name: str, want: list, got: list, failures: list) -> None:
+    key = KEYED[name]
+    remaining = list(got)
+    for i, w in enumerate(want):
+        idx = next((j for j, g in enumerate(remaining) if g.get(key) == w.get(key)
+                    and all(g.get(k) == v for k, v in w.items() if k in ("offer", "type", "guardrail", "queue"))), None)
+        if idx is None:
+            have = ", ".join(str(g.get(key)) for g in got) or "none"
+            failures.append(f"{name}: expected {key} {w.get(key)!r}, not among the {name} ({have})")
+            continue
+        _match_item(w, remaining.pop(idx), f"{name}[{w.get(key)}]", failures)
+    for g in remaining:
+        failures.append(f"{name}: unexpected {key} {g.get(key)!r}" + (f" ({g['reason']})" if g.get("reason") else ""))
+
+
+def check(expect: dict, decision: dict, wm_facts: dict) -> list[str]:
+    failures: list[str] = []
+    for name in KEYED:
+        if name in expect:
+            _match_list(name, expect[name], decision[name], failures)
+    if "blocked" in expect:
+        got = sorted({b["offer"] for b in decision["blocked"]})
+        want = sorted(set(expect["blocked"]))
+        if got != want:
+            failures.append(f"blocked: expected {want}, got {got}")
+    fired = [f["id"] for f in decision["trace"]["fired"]]
+    for rid in expect.get("fired", []):
+        if rid not in fired:
+            failures.append(f"fired: expected '{rid}' to fire; fired: {', '.join(fired) or 'nothing'}")
+    for rid in expect.get("not_fired", []):
+        if rid in fired:
+            failures.append(f"not_fired: '{rid}' fired")
+    for path, v in (expect.get("facts") or {}).items():
+        if v is None:
+            if path in wm_facts:
+                failures.append(f"facts.{path}: expected no value, got {_show(wm_facts[path])}")
+        elif path not in wm_facts:
+            failures.append(f"facts.{path}: expected {_show(v)}, but no rule set it")
+        elif not _same(v, wm_facts[path]):
+            failures.append(f"facts.{path}: expected {_show(v)}, got {_show(wm_facts[path])}")
+    if "approval_required" in expect and expect["approval_required"] != decision["approval"]["required"]:
+        why = "; ".join(r["reason"] for r in decision["approval"]["reasons"]) or "nothing asked for it"
+        failures.append(f"approval_required: expected {expect['approval_required']}, got "
+                        f"{decision['approval']['required']} ({why})")
+    if "status" in expect and expect["status"] != decision["status"]:
+        failures.append(f"status: expected {expect['status']}, got {decision['status']}")
+    return failures
+
+
+def run_case(decider, case) -> CaseResult:
+    expect = case.expect
+    try:
+        decision = decider.decide(case.facts)
+    except FactsError as exc:
+        if expect.get("error") == "facts":
+            return CaseResult(case)
+        return CaseResult(case, [f"the facts were refused: {exc}"], error="facts")
+    except DecisionError as exc:
+        if expect.get("error") == exc.code:
+            return CaseResult(case)
+        return CaseResult(case, [f"the decision failed: {exc}"], error=exc.code)
+    if "error" in expect:
+        return CaseResult(case, [f"error: expected {expect['error']}, but the decision succeeded"], decision)
+    wm = {**_inputs(case.facts), **decision["derived"]}
+    return CaseResult(case, check(expect, decision, wm), decision)
+
+
+def _inputs(facts: dict) -> dict:
+    from ..facts import flatten
+    return flatten(facts)

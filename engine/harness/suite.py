@@ -1,0 +1,62 @@
+"""A whole `postsale test` run over flow directories: load, run, report, exit code."""
+from __future__ import annotations
+
+import sys
+
+from ..decide import Decider
+from ..errors import Collector, RulesetError
+from ..language.flows import discover, load_flow_dir
+from .cases import load_cases, test_files
+from .coverage import measure
+from .reporters import coverage_report, junit_xml, summary_line, text_report
+from .runner import run_case
+
+OK, LOAD_ERROR, FAILED = 0, 1, 2
+
+
+def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False, select=None,
+              engine="durable", out=sys.stdout) -> int:
+    dirs = discover(paths or ["rules"])
+    if not dirs:
+        out.write(f"no flow.yaml under {', '.join(map(str, paths or ['rules']))}\n")
+        return LOAD_ERROR
+    results, status, below = [], OK, []
+    for d in dirs:
+        try:
+            flow = load_flow_dir(d)
+        except RulesetError as exc:
+            for diag in exc.diagnostics:
+                out.write(f"{diag}\n")
+            status = LOAD_ERROR
+            continue
+        errors = Collector()
+        cases = [c for f in test_files(d) for c in load_cases(f, flow.name, errors)]
+        if errors:
+            for diag in sorted(set(errors.items)):
+                out.write(f"{diag}\n")
+            status = LOAD_ERROR
+            continue
+        if select:
+            cases = [c for c in cases if select in c.name]
+        decider = Decider(flow, engine)
+        try:
+            flow_results = [run_case(decider, c) for c in cases]
+        finally:
+            decider.close()
+        results.extend(flow_results)
+        if coverage:
+            cov = measure(flow, cases)
+            coverage_report(flow.name, cov, out)
+            if fail_under is not None and cov.percent < fail_under:
+                below.append(f"coverage of flow {flow.name} is {cov.percent}%, under --fail-under {fail_under}%")
+    text_report(results, out, verbose)
+    if junit:
+        junit_xml(results, junit)
+    for b in below:
+        out.write(f"{b}\n")
+    out.write(f"{summary_line(results)}\n")
+    if status != OK:
+        return status
+    if any(not r.passed for r in results) or below:
+        return FAILED
+    return OK

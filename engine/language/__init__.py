@@ -1,0 +1,1 @@
+"""The ruleset language: its JSON Schemas, lowering YAML into the IR, and static checks."""

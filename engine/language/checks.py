@@ -1,0 +1,316 @@
+"""Static checks over a lowered flow: names, fact paths and types, actions, tables that
+overlap, rules that can never fire, rules that feed each other in a cycle, guardrails."""
+from __future__ import annotations
+
+import difflib
+
+from ..catalog import ACTION_TYPES
+from ..conditions import leaves, paths_read
+from ..errors import Collector
+from ..expressions import refs
+from ..facts import PathType
+from ..ir import All, Block, FactRef, Recommend, RequestAction, SetFact, Test
+from ..tables import trigger
+from .satisfiable import conjunction_satisfiable, satisfiable
+
+ORDER_OPS = {"lt", "lte", "gt", "gte", "between"}
+OFFER_FIELDS = {"offer.term_months": PathType("number"), "offer.discount": PathType("number"),
+                "offer.offer": PathType("string"), "offer.kind": PathType("string")}
+
+
+def _type_of(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "other"
+
+
+def _compatible(path_type: PathType, value_type: str) -> bool:
+    if path_type.numeric:
+        return value_type == "number"
+    return path_type.type == value_type
+
+
+def _hint(name, candidates) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def check_test(t: Test, known: dict, errors: Collector) -> None:
+    pt = known.get(t.path)
+    if pt is None:
+        errors.error(t.loc, "unknown-fact", f"'{t.path}' is not in the facts schema and no rule derives it"
+                     + _hint(t.path, known))
+        return
+    if t.op in ("exists", "missing"):
+        return
+    if isinstance(t.value, FactRef):
+        other = known.get(t.value.path)
+        if other is None:
+            errors.error(t.loc, "unknown-fact", f"'{t.value.path}' is not in the facts schema and no rule "
+                         "derives it" + _hint(t.value.path, known))
+            return
+        if pt.numeric != other.numeric or (not pt.numeric and pt.type != other.type):
+            errors.error(t.loc, "type", f"'{t.path}' ({pt.type}) is compared with '{t.value.path}' ({other.type})")
+        elif t.op in ORDER_OPS and not pt.numeric:
+            errors.error(t.loc, "type", f"'{t.op}' orders numbers; '{t.path}' is {pt.type}")
+        return
+    if t.op in ORDER_OPS:
+        if not pt.numeric:
+            errors.error(t.loc, "type", f"'{t.op}' orders numbers; '{t.path}' is {pt.type}")
+            return
+        values = t.value if t.op == "between" else (t.value,)
+        for v in values:
+            if _type_of(v) != "number":
+                errors.error(t.loc, "type", f"'{t.path}' is a number; {v!r} is {_type_of(v)}")
+        return
+    if t.op in ("contains",):
+        if pt.type == "array":
+            if pt.items and not _compatible(PathType(pt.items), _type_of(t.value)):
+                errors.error(t.loc, "type", f"'{t.path}' holds {pt.items} items; {t.value!r} is {_type_of(t.value)}")
+        elif pt.type == "string":
+            if not isinstance(t.value, str):
+                errors.error(t.loc, "type", f"'{t.path}' is text; contains takes text here")
+        else:
+            errors.error(t.loc, "type", f"'contains' needs text or a list; '{t.path}' is {pt.type}")
+        return
+    if t.op == "matches":
+        if pt.type != "string":
+            errors.error(t.loc, "type", f"'matches' needs text; '{t.path}' is {pt.type}")
+        return
+    if pt.type == "array":
+        errors.error(t.loc, "type", f"'{t.op}' compares single values; '{t.path}' is a list (use contains)")
+        return
+    values = t.value if t.op in ("in", "not_in") else (t.value,)
+    for v in values:
+        if not _compatible(pt, _type_of(v)):
+            errors.error(t.loc, "type", f"'{t.path}' is {pt.type}; {v!r} is {_type_of(v)}")
+        elif pt.enum and v not in pt.enum:
+            errors.error(t.loc, "enum", f"{v!r} is not a value of '{t.path}' ({', '.join(map(str, pt.enum))})"
+                         + _hint(str(v), [str(e) for e in pt.enum]))
+
+
+def _writes(item) -> set[str]:
+    if hasattr(item, "then"):
+        return {a.path for a in item.then if isinstance(a, SetFact)}
+    return {o.path for o in item.outputs}
+
+
+def _reads(item) -> set[str]:
+    if hasattr(item, "then"):
+        out = paths_read(item.when)
+        for a in item.then:
+            if isinstance(a, SetFact):
+                out |= refs(a.value)
+        return out
+    return paths_read(trigger(item)) | set(item.inputs)
+
+
+def _cycles(items) -> list[list]:
+    """Strongly connected components with more than one item (Tarjan)."""
+    readers: dict[str, list] = {}
+    for it in items:
+        for p in _reads(it):
+            readers.setdefault(p, []).append(it)
+    graph = {id(it): [r for p in _writes(it) for r in readers.get(p, []) if r is not it] for it in items}
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[id(v)] = low[id(v)] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(id(v))
+        for w in graph[id(v)]:
+            if id(w) not in index:
+                visit(w)
+                low[id(v)] = min(low[id(v)], low[id(w)])
+            elif id(w) in on:
+                low[id(v)] = min(low[id(v)], index[id(w)])
+        if low[id(v)] == index[id(v)]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(id(w))
+                comp.append(w)
+                if w is v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for it in items:
+        if id(it) not in index:
+            visit(it)
+    return out
+
+
+def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, errors: Collector) -> None:
+    known = {**derived, **input_types}
+    enums = {p: t.enum for p, t in known.items() if t.enum}
+    enums.update({p: (True, False) for p, t in known.items() if t.type == "boolean"})
+    seen: dict[str, object] = {}
+    items = list(flow.rules) + list(flow.tables)
+    for it in sorted(items, key=lambda x: x.loc):
+        if it.id in seen:
+            errors.error(it.loc, "duplicate-id", f"id '{it.id}' is already used at {seen[it.id].loc}; ids are "
+                         "unique across the flow")
+        else:
+            seen[it.id] = it
+
+    recommended = set()
+    for rule in flow.rules:
+        for t in leaves(rule.when):
+            check_test(t, known, errors)
+        if not satisfiable(rule.when, enums):
+            errors.error(rule.loc, "never-fires", f"rule '{rule.id}' can never fire: its conditions contradict "
+                         "each other")
+        for a in rule.then:
+            if isinstance(a, SetFact):
+                if a.path in input_types:
+                    errors.error(a.loc, "set-input", f"'{a.path}' is an input fact; rules derive new facts "
+                                 "instead of changing inputs")
+                pt, vt = derived.get(a.path), None
+                v = a.value
+                if isinstance(v, FactRef):
+                    src = known.get(v.path)
+                    if src is None:
+                        errors.error(a.loc, "unknown-fact", f"'{v.path}' is not a known fact" + _hint(v.path, known))
+                    vt = src.type if src else None
+                elif not hasattr(v, "op"):
+                    vt = "array" if isinstance(v, list) else _type_of(v)
+                else:
+                    vt = "number"
+                    for r in refs(v):
+                        if r not in known:
+                            errors.error(a.loc, "unknown-fact", f"'{r}' is not a known fact" + _hint(r, known))
+                        elif not known[r].numeric:
+                            errors.error(a.loc, "type", f"arithmetic over '{r}', which is {known[r].type}")
+                if pt and vt and not (pt.numeric and vt in ("number", "integer")) and pt.type != vt:
+                    errors.error(a.loc, "type", f"'{a.path}' is derived as {pt.type} elsewhere; here it is set to {vt}")
+            elif isinstance(a, RequestAction) and a.type not in ACTION_TYPES:
+                errors.error(a.loc, "unknown-action", f"unknown action type '{a.type}'" + _hint(a.type, ACTION_TYPES)
+                             + f" (known: {', '.join(sorted(ACTION_TYPES))})")
+            elif isinstance(a, Recommend):
+                recommended.add(a.offer)
+                for f in ("discount", "term_months", "value", "propensity"):
+                    for r in refs(getattr(a, f)):
+                        if r not in known:
+                            errors.error(a.loc, "unknown-fact", f"'{r}' is not a known fact" + _hint(r, known))
+            if isinstance(a, (Recommend, RequestAction)):
+                for _, pv in a.params:
+                    for r in refs(pv):
+                        if r not in known:
+                            errors.error(a.loc, "unknown-fact", f"'{r}' is not a known fact" + _hint(r, known))
+    for lst in templates:
+        for path, loc in lst:
+            if path not in known:
+                errors.error(loc, "unknown-fact", f"template field '{{{path}}}' is not a known fact" + _hint(path, known))
+
+    for table in flow.tables:
+        for p in table.inputs:
+            if p not in known:
+                errors.error(table.loc, "unknown-fact", f"table input '{p}' is not a known fact" + _hint(p, known))
+        for o in table.outputs:
+            if o.path in input_types:
+                errors.error(table.loc, "set-input", f"table output '{o.path}' is an input fact")
+        for row in table.rows:
+            for cell in row.cells:
+                if cell.test is not None:
+                    for t in leaves(cell.test):
+                        if t.path in known:
+                            check_test(t, known, errors)
+        if table.when is not None:
+            for t in leaves(table.when):
+                check_test(t, known, errors)
+        if table.hit_policy in ("unique", "any"):
+            _overlaps(table, enums, errors)
+
+    for comp in _cycles(items):
+        names = " → ".join(sorted(it.id for it in comp))
+        shared = sorted(set().union(*(_writes(it) for it in comp)) & set().union(*(_reads(it) for it in comp)))
+        first = min(comp, key=lambda x: x.loc)
+        errors.error(first.loc, "set-cycle", f"{names} feed each other through {', '.join(shared)}: re-evaluated, "
+                     "this chain would never settle, and its result would depend on firing order; break the cycle")
+
+    _check_guardrails(flow, known, input_types, recommended, derived, fdoc, errors)
+
+
+def _overlaps(table, enums, errors) -> None:
+    rows = table.rows
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            if table.hit_policy == "any" and a.outputs == b.outputs:
+                continue
+            tests = []
+            for cell in a.cells + b.cells:
+                if cell.test is not None:
+                    tests.extend(_flat(cell.test))
+            if conjunction_satisfiable(tests, enums):
+                errors.error(b.loc, "table-overlap", f"table '{table.id}' ({table.hit_policy}): rows {a.index} and "
+                             f"{b.index} can both match ({', '.join(c.text for c in a.cells)} / "
+                             f"{', '.join(c.text for c in b.cells)})")
+
+
+def _flat(cond):
+    if isinstance(cond, All):
+        out = []
+        for c in cond.items:
+            out.extend(_flat(c))
+        return out
+    return [cond]
+
+
+def _check_guardrails(flow, known, input_types, recommended, derived, fdoc, errors) -> None:
+    ids = set()
+    for g in flow.guardrails:
+        if g.id in ids:
+            errors.error(g.loc, "duplicate-id", f"guardrail id '{g.id}' is used twice")
+        ids.add(g.id)
+        if g.when is not None:
+            for t in leaves(g.when):
+                if t.path in derived and t.path not in input_types:
+                    errors.error(t.loc, "guardrail", f"'{t.path}' is derived by rules; a guardrail reads only input "
+                                 "facts, so no rule can bypass it")
+                else:
+                    check_test(t, {**input_types, **OFFER_FIELDS}, errors)
+        if g.type == "discount_cap" and g.table is not None:
+            table = flow.table(g.table)
+            if table is None:
+                errors.error(g.loc, "guardrail", f"no table '{g.table}' in this flow"
+                             + _hint(g.table, [t.id for t in flow.tables]))
+                continue
+            if len(table.outputs) != 1 or table.hit_policy in ("collect", "rule_order") and not table.aggregation:
+                errors.error(g.loc, "guardrail", f"table '{table.id}' must give one number (one output)")
+            bound = {p for p, _ in g.bind}
+            for p in table.inputs:
+                if p in bound:
+                    continue
+                if p not in input_types:
+                    errors.error(g.loc, "guardrail", f"cap table input '{p}' is derived by rules; a guardrail reads "
+                                 "only input facts (or offer fields through 'bind'), so no rule can move it")
+            for p, _ in g.bind:
+                if p not in table.inputs:
+                    errors.error(g.loc, "guardrail", f"bind names '{p}', which is not an input of table '{table.id}'")
+        if g.type == "eligibility":
+            for t in leaves(g.require):
+                if t.path in OFFER_FIELDS:
+                    continue
+                if t.path not in input_types and t.path in derived:
+                    errors.error(t.loc, "guardrail", f"'{t.path}' is derived by rules; a guardrail reads only input "
+                                 "facts, so no rule can bypass it")
+                else:
+                    check_test(t, {**input_types, **OFFER_FIELDS}, errors)
+            for o in g.offers:
+                if o not in recommended:
+                    errors.error(g.loc, "guardrail", f"offer '{o}' is never recommended by a rule in this flow"
+                                 + _hint(o, recommended))
+            for a in g.actions:
+                if a not in ACTION_TYPES:
+                    errors.error(g.loc, "unknown-action", f"unknown action type '{a}'" + _hint(a, ACTION_TYPES))
+        if g.type == "min_confidence":
+            for s in g.scores:
+                p = f"scores.{s}_confidence"
+                if p not in input_types:
+                    errors.error(g.loc, "guardrail", f"score '{s}' has no '{p}' in the facts schema")

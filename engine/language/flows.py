@@ -1,0 +1,295 @@
+"""Loading a decision flow: flow.yaml, its rulesets, their facts schemas and guardrails.
+
+Files come from a `Sources` mapping (filesystem or in memory). Every problem in every file is
+collected; nothing is returned unless the whole flow is clean.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path, PurePosixPath
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from ..errors import Collector, Location, RulesetError
+from ..facts import PathType, schema_paths
+from ..ir import Arbitration, Flow, Guardrail, Ruleset, Expr, FactRef
+from ..loader import Document, parse_yaml
+from . import schemas
+from .checks import check_flow
+from .lower import Lowerer
+
+FLOW_FILE = "flow.yaml"
+
+
+class Sources:
+    """Text of the files of one flow, keyed by a display path (e.g. rules/renewal/flow.yaml)."""
+
+    def __init__(self, base: str, files: dict[str, str]):
+        self.base = base.rstrip("/")
+        self.files = files
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> "Sources":
+        directory = Path(directory)
+        files = {}
+        for p in sorted(directory.iterdir()):
+            if p.is_file() and p.suffix in (".yaml", ".yml", ".json"):
+                try:
+                    files[p.name] = p.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    files[p.name] = exc
+        return cls(str(directory), files)
+
+    def display(self, name: str) -> str:
+        return f"{self.base}/{name}" if self.base else name
+
+    def read(self, name: str, errors: Collector, where: Location) -> Document | None:
+        name = str(PurePosixPath(name))
+        text = self.files.get(name)
+        if text is None:
+            errors.error(where, "file", f"no file '{name}' beside {PurePosixPath(where.file).name}")
+            return None
+        if isinstance(text, Exception):
+            errors.error(Location(self.display(name)), "file", str(text))
+            return None
+        doc, problems = parse_yaml(text, self.display(name))
+        errors.extend(problems)
+        return doc
+
+    def digest(self, names) -> str:
+        h = hashlib.sha256()
+        for name in sorted(set(names)):
+            text = self.files.get(name)
+            if isinstance(text, str):
+                h.update(name.encode())
+                h.update(b"\0")
+                h.update(text.encode())
+                h.update(b"\0")
+        return h.hexdigest()[:12]
+
+
+def _facts_schema(lw: Lowerer, doc: Document, sources: Sources, errors: Collector, used: list):
+    raw = doc.data.get("facts_schema")
+    where = doc.at(("facts_schema",))
+    if isinstance(raw, str):
+        sdoc = sources.read(raw, errors, where)
+        used.append(raw)
+        if sdoc is None:
+            return None
+        schema, sdoc_for_errors = sdoc.data, sdoc
+    else:
+        schema, sdoc_for_errors = raw, doc
+    if not isinstance(schema, dict):
+        errors.error(where, "facts-schema", "the facts schema must be a JSON Schema object")
+        return None
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        base = () if isinstance(raw, str) else ("facts_schema",)
+        errors.error(sdoc_for_errors.at(base + tuple(exc.absolute_path)), "facts-schema",
+                     f"not a valid JSON Schema: {exc.message}")
+        return None
+    return schema
+
+
+def _derived_types(rulesets_raw, lowered_rules, known: dict) -> dict:
+    """Types of paths rules derive with `set` (literal → its type; fact → that fact's type)."""
+    out: dict[str, PathType] = {}
+    for rule in lowered_rules:
+        for a in rule.then:
+            if getattr(a, "path", None) is None or not hasattr(a, "value"):
+                continue
+            v = a.value
+            t = None
+            if isinstance(v, Expr):
+                t = PathType("number")
+            elif isinstance(v, FactRef):
+                t = known.get(v.path) or out.get(v.path)
+            elif isinstance(v, bool):
+                t = PathType("boolean")
+            elif isinstance(v, (int, float)):
+                t = PathType("number")
+            elif isinstance(v, str):
+                t = PathType("string")
+            elif isinstance(v, list):
+                t = PathType("array")
+            if t is not None and a.path not in out:
+                out[a.path] = t
+    return out
+
+
+def _table_output_types(table_nodes) -> dict:
+    out = {}
+    for node in table_nodes:
+        outputs = node.get("outputs") or []
+        policy = node.get("hit_policy")
+        for i, o in enumerate(outputs):
+            path = o if isinstance(o, str) else (o or {}).get("fact")
+            if not isinstance(path, str):
+                continue
+            if policy in ("collect", "rule_order") and not node.get("aggregation"):
+                out[path] = PathType("array")
+                continue
+            if node.get("aggregation"):
+                out[path] = PathType("number")
+                continue
+            kinds = set()
+            for row in node.get("rows") or []:
+                vals = row.get("then") if isinstance(row, dict) else (
+                    row[len(node.get("inputs") or []):] if isinstance(row, list) else [])
+                if isinstance(vals, list) and i < len(vals):
+                    v = vals[i]
+                    kinds.add("boolean" if isinstance(v, bool) else "number" if isinstance(v, (int, float))
+                              else "string" if isinstance(v, str) else "other")
+            if len(kinds) == 1:
+                out[path] = PathType(kinds.pop())
+    return out
+
+
+def load_flow(sources: Sources) -> Flow:
+    """The whole flow or RulesetError with every problem found, sorted by file:line:col."""
+    errors = Collector()
+    flow_loc = Location(sources.display(FLOW_FILE))
+    fdoc = sources.read(FLOW_FILE, errors, flow_loc)
+    if fdoc is None:
+        errors.raise_if_any()
+    errors.extend(schemas.check("flow", fdoc))
+    if errors:
+        errors.raise_if_any()
+    fdata = fdoc.data
+    used_files = [FLOW_FILE]
+    docs = []
+    for i, name in enumerate(fdata["rulesets"]):
+        doc = sources.read(name, errors, fdoc.at(("rulesets", i)))
+        used_files.append(name)
+        if doc is None:
+            continue
+        problems = schemas.check("ruleset", doc)
+        errors.extend(problems)
+        if not problems:
+            docs.append(doc)
+    schemas_by_doc = {}
+    for doc in docs:
+        lw = Lowerer(doc, errors)
+        s = _facts_schema(lw, doc, sources, errors, used_files)
+        if s is not None:
+            schemas_by_doc[doc.file] = s
+    # every ruleset's schema applies to the flow's facts; identical ones count once
+    distinct = []
+    for s in schemas_by_doc.values():
+        if s not in distinct:
+            distinct.append(s)
+    flow_schema = distinct[0] if len(distinct) == 1 else {"allOf": distinct} if distinct else {"type": "object"}
+    input_types = schema_paths(flow_schema)
+
+    lowerers, rules_by_doc = {}, {}
+    for doc in docs:
+        lw = Lowerer(doc, errors)
+        lowerers[doc.file] = lw
+        rules = []
+        for i, node in enumerate(doc.data.get("rules") or []):
+            r = lw.rule(node, doc.data["ruleset"], ("rules", i))
+            if r is not None:
+                rules.append(r)
+        rules_by_doc[doc.file] = rules
+    all_rules = [r for rs in rules_by_doc.values() for r in rs]
+    table_types = _table_output_types([t for d in docs for t in d.data.get("tables") or []])
+    derived = _derived_types(docs, all_rules, input_types)
+    for p, t in table_types.items():
+        derived.setdefault(p, t)
+    numeric = frozenset(p for p, t in {**derived, **input_types}.items() if t.numeric)
+
+    rulesets = []
+    for doc in docs:
+        lw = lowerers[doc.file]
+        lw.numeric_paths = numeric
+        tables = []
+        for i, node in enumerate(doc.data.get("tables") or []):
+            t = lw.table(node, doc.data["ruleset"], ("tables", i))
+            if t is not None:
+                tables.append(t)
+        rulesets.append(Ruleset(doc.data["ruleset"], doc.data["description"], doc.data["owner"],
+                                schemas_by_doc.get(doc.file, {}), tuple(rules_by_doc[doc.file]),
+                                tuple(tables), doc.file))
+
+    guardrails = []
+    glw = Lowerer(fdoc, errors)
+    for i, g in enumerate(fdata.get("guardrails") or []):
+        guardrails.append(_guardrail(glw, g, ("guardrails", i)))
+    arb = fdata.get("arbitration") or {}
+    per_kind = {"renewal": 1, "upsell": 1, **(arb.get("max_per_kind") or {})}
+    arbitration = Arbitration(tuple(sorted(per_kind.items())), arb.get("rank_by", "expected_value"))
+
+    flow = Flow(
+        name=fdata["flow"], description=fdata["description"], rulesets=tuple(rulesets),
+        guardrails=tuple(g for g in guardrails if g is not None), arbitration=arbitration,
+        facts_schema=flow_schema, version=sources.digest(used_files),
+        max_firings=int(fdata.get("max_firings", 1000)), file=fdoc.file,
+    )
+    if not errors:
+        check_flow(flow, input_types, derived, [lw.templates for lw in lowerers.values()] + [glw.templates],
+                   docs, fdoc, errors)
+    errors.raise_if_any()
+    return flow
+
+
+def _guardrail(lw: Lowerer, g: dict, path) -> Guardrail | None:
+    kind = g["type"]
+    loc = lw.at(path)
+    default_violation = {"discount_cap": "clamp", "eligibility": "block", "min_confidence": "approval"}[kind]
+    if kind == "discount_cap" and ("table" in g) == ("cap" in g):
+        lw.err(path, "guardrail", "a discount_cap guardrail takes either 'table' (caps by segment, term...) or "
+               "'cap' (one number)")
+        return None
+    need = {"discount_cap": (), "eligibility": ("require",), "min_confidence": ("scores", "minimum")}[kind]
+    for key in need:
+        if key not in g:
+            lw.err(path, "guardrail", f"a {kind} guardrail needs '{key}'")
+            return None
+    if kind == "eligibility" and not (g.get("offers") or g.get("actions")):
+        lw.err(path, "guardrail", "an eligibility guardrail names the 'offers' and/or 'actions' it governs")
+        return None
+    require = lw.condition(g["require"], path + ("require",)) if "require" in g else None
+    when = lw.condition(g["when"], path + ("when",)) if "when" in g else None
+    on_violation = g.get("on_violation", default_violation)
+    if kind == "discount_cap" and on_violation == "block":
+        lw.err(path + ("on_violation",), "guardrail", "a discount cap clamps or asks for approval; use clamp or approval")
+    return Guardrail(
+        id=g["id"], type=kind, description=g["description"], on_violation=on_violation,
+        queue=g.get("queue", "deal_desk"), table=g.get("table"), cap=g.get("cap"), when=when,
+        bind=tuple(sorted((g.get("bind") or {}).items())), approval_over=g.get("approval_over"),
+        offers=tuple(g.get("offers") or ()), actions=tuple(g.get("actions") or ()), require=require,
+        scores=tuple(g.get("scores") or ()), minimum=float(g.get("minimum", 0.0)), loc=loc,
+    )
+
+
+def load_flow_dir(directory: str | Path) -> Flow:
+    return load_flow(Sources.from_dir(directory))
+
+
+def discover(paths) -> list[Path]:
+    """Flow directories under the given paths (a directory holding flow.yaml is a flow)."""
+    found = []
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            p = p.parent
+        if (p / FLOW_FILE).is_file():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(q.parent for q in p.rglob(FLOW_FILE)))
+    out = []
+    for f in found:
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def flow_summary(flow: Flow) -> dict:
+    return {"flow": flow.name, "version": flow.version, "rules": len(flow.rules), "tables": len(flow.tables),
+            "rulesets": [rs.name for rs in flow.rulesets], "guardrails": [g.id for g in flow.guardrails]}
+
+
+__all__ = ["load_flow", "load_flow_dir", "Sources", "discover", "flow_summary", "RulesetError", "json"]

@@ -1,0 +1,112 @@
+"""Can a conjunction of tests ever hold? Used to refuse rules that can never fire and to
+find overlapping rows of `unique` tables. Sound for what it rejects: a conjunction is only
+reported unsatisfiable when no value could satisfy it."""
+from __future__ import annotations
+
+import math
+
+from ..conditions import dnf, nnf
+from ..ir import FactRef
+
+BOUNDS = {"lt", "lte", "gt", "gte", "between"}
+
+
+class _Domain:
+    def __init__(self, enum=()):
+        self.present = None
+        self.allowed = set(enum) if enum else None
+        self.excluded = set()
+        self.lo, self.lo_inc, self.hi, self.hi_inc = -math.inf, False, math.inf, False
+        self.valued = False
+
+    def bound(self, op, v):
+        if op in ("gt", "gte"):
+            inc = op == "gte"
+            if v > self.lo or (v == self.lo and not inc):
+                self.lo, self.lo_inc = v, inc
+        else:
+            inc = op == "lte"
+            if v < self.hi or (v == self.hi and not inc):
+                self.hi, self.hi_inc = v, inc
+
+    def in_bounds(self, v) -> bool:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return self.lo == -math.inf and self.hi == math.inf
+        if v < self.lo or (v == self.lo and not self.lo_inc):
+            return False
+        if v > self.hi or (v == self.hi and not self.hi_inc):
+            return False
+        return True
+
+    def ok(self) -> bool:
+        if self.present is False and self.valued:
+            return False
+        if self.present is False:
+            return True
+        if self.allowed is not None:
+            return any(v not in self.excluded and self.in_bounds(v) for v in self.allowed)
+        if self.lo > self.hi:
+            return False
+        if self.lo == self.hi:
+            return self.lo_inc and self.hi_inc and self.lo not in self.excluded
+        return True
+
+
+def conjunction_satisfiable(tests, enums: dict | None = None) -> bool:
+    enums = enums or {}
+    domains: dict[str, _Domain] = {}
+
+    def dom(path):
+        if path not in domains:
+            domains[path] = _Domain(enums.get(path, ()))
+        return domains[path]
+
+    for t in tests:
+        d = dom(t.path)
+        if t.op == "exists":
+            if d.present is False:
+                return False
+            d.present = True
+            continue
+        if t.op == "missing":
+            if d.present is True or d.valued:
+                return False
+            d.present = False
+            continue
+        d.valued = True
+        if d.present is False:
+            return False
+        d.present = True
+        if isinstance(t.value, FactRef):
+            other = dom(t.value.path)
+            if other.present is False:
+                return False
+            other.present = True
+            other.valued = True
+            continue
+        if t.op == "eq":
+            d.allowed = {t.value} if d.allowed is None else d.allowed & {t.value}
+        elif t.op == "in":
+            d.allowed = set(t.value) if d.allowed is None else d.allowed & set(t.value)
+        elif t.op == "ne":
+            d.excluded.add(t.value)
+        elif t.op == "not_in":
+            d.excluded |= set(t.value)
+        elif t.op == "between":
+            d.bound("gte", t.value[0])
+            d.bound("lte", t.value[1])
+        elif t.op in BOUNDS:
+            d.bound(t.op, t.value)
+        if not d.ok():
+            return False
+    return all(d.ok() for d in domains.values())
+
+
+def satisfiable(cond, enums: dict | None = None) -> bool:
+    """False only when no working memory can make the condition hold."""
+    if cond is None:
+        return True
+    clauses = dnf(nnf(cond))
+    if clauses is None:
+        return True
+    return any(conjunction_satisfiable(c, enums) for c in clauses)

@@ -1,0 +1,107 @@
+"""YAML (and JSON) documents with the position of every node.
+
+The document is returned as plain Python data plus a map from each node's path
+(a tuple of keys and indexes) to its Location, so any later check, including JSON Schema
+errors, can point at file:line:col.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import Diagnostic, Location
+
+Path_ = tuple
+
+
+@dataclass
+class Document:
+    file: str
+    data: object
+    positions: dict[tuple, Location]
+    key_positions: dict[tuple, Location]
+
+    def at(self, path: tuple) -> Location:
+        """The closest known location for a path (walks up to the parent when needed)."""
+        path = tuple(path)
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            path = path[:-1]
+        return self.positions.get((), Location(self.file, 1, 1))
+
+    def key_at(self, path: tuple) -> Location:
+        return self.key_positions.get(tuple(path)) or self.at(path)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader: no python tags, no code from YAML."""
+
+
+def _loc(file: str, node: yaml.Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _construct(file, node, path, positions, key_positions, loader, problems):
+    positions[path] = _loc(file, node)
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(Diagnostic(_loc(file, key_node), "yaml", "mapping keys must be plain scalars"))
+                continue
+            key = loader.construct_object(key_node)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                key = str(key)
+            if isinstance(key, bool) or not isinstance(key, str):
+                key = str(key).lower() if isinstance(key, bool) else str(key)
+            if key in out:
+                problems.append(Diagnostic(_loc(file, key_node), "duplicate-key", f"key '{key}' appears twice in this mapping"))
+            key_positions[path + (key,)] = _loc(file, key_node)
+            out[key] = _construct(file, value_node, path + (key,), positions, key_positions, loader, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(file, child, path + (i,), positions, key_positions, loader, problems)
+            for i, child in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
+    """Parse one YAML document; syntax errors come back as diagnostics, never raised."""
+    problems: list[Diagnostic] = []
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return Document(file, None, {(): Location(file, 1, 1)}, {}), []
+        positions: dict = {}
+        key_positions: dict = {}
+        data = _construct(file, node, (), positions, key_positions, loader, problems)
+        return Document(file, data, positions, key_positions), problems
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        message = exc.problem or str(exc)
+        if exc.context:
+            message = f"{exc.context}: {message}"
+        return None, [Diagnostic(loc, "yaml-syntax", message)]
+    except yaml.YAMLError as exc:
+        return None, [Diagnostic(Location(file, 1, 1), "yaml-syntax", str(exc))]
+    finally:
+        loader.dispose()
+
+
+def load_file(path: str | Path, display: str | None = None) -> tuple[Document | None, list[Diagnostic]]:
+    path = Path(path)
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Diagnostic(Location(name), "encoding", f"not UTF-8 text: {exc.reason}")]
+    except OSError as exc:
+        return None, [Diagnostic(Location(name), "io", exc.strerror or str(exc))]
+    return parse_yaml(text, name)

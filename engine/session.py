@@ -1,0 +1,95 @@
+"""One decision on durable_rules: assert the working fact, chain to a fixpoint, clean up.
+
+The `durable_rules_engine` extension is driven directly (its Host runs background threads
+and is not thread-safe): one handle per compiled flow per process, used under a lock, built
+after gunicorn forks. Each flow version gets its own ruleset name, since durable cannot
+replace a ruleset under the same name.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+
+import durable_rules_engine as _dre
+
+from .actions import RulesOutcome, fire
+from .compile.durable import CATCH, DurableProgram, compile_flow
+from .errors import DecisionError
+
+_names = itertools.count(1)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class DurableEngine:
+    """A compiled flow bound to one durable ruleset handle in this process."""
+
+    def __init__(self, flow, program: DurableProgram | None = None):
+        self.flow = flow
+        self.program = program or compile_flow(flow)
+        self.name = f"{flow.name}_{flow.version}_{os.getpid()}_{next(_names)}"
+        self._handle = _dre.create_ruleset(self.name, _dumps(self.program.definition))
+        self._lock = threading.Lock()
+        self._sids = itertools.count(1)
+        self._closed = False
+
+    def run(self, wm: dict) -> RulesOutcome:
+        with self._lock:
+            if self._closed:
+                raise DecisionError("engine-closed", f"engine {self.name} was closed")
+            return self._run(wm)
+
+    def _run(self, wm: dict) -> RulesOutcome:
+        h = self._handle
+        items = self.program.items
+        limit = self.flow.max_firings
+        sid = str(next(self._sids))
+        out = RulesOutcome()
+        fired: list[int] = []
+        version = 1
+        doc = self.program.document(wm, sid, version, fired)
+        text = _dumps(doc)
+        _, state = _dre.assert_fact(h, text)
+        error = None
+        try:
+            res = _dre.start_action_for_state(h, state)
+            msg = res[1] if res else None
+            while msg:
+                name = msg[2:msg.index('"', 2)]
+                if name != CATCH and error is None:
+                    idx = int(name[1:])
+                    if len(fired) >= limit:
+                        error = DecisionError("firing-bound", f"more than {limit} firings; raise max_firings in "
+                                              "flow.yaml or simplify the chain")
+                    else:
+                        fired.append(idx)
+                        try:
+                            changed = fire(items[idx], wm, out)
+                        except DecisionError as exc:
+                            error, changed = exc, False
+                        if changed:
+                            _dre.retract_fact(h, text)
+                            version += 1
+                            doc = self.program.document(wm, sid, version, fired)
+                            text = _dumps(doc)
+                            _dre.assert_fact(h, text)
+                if error is not None and text is not None:
+                    # drain: retracting the fact empties the agenda, so the session ends cleanly
+                    _dre.retract_fact(h, text)
+                    text = None
+                msg = _dre.complete_and_start_action(h, state)
+        finally:
+            _dre.delete_state(h, sid)
+        if error is not None:
+            raise error
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                _dre.delete_ruleset(self._handle)
+
+
+__all__ = ["DurableEngine", "json"]

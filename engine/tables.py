@@ -1,0 +1,190 @@
+"""Decision tables: cell expressions and DMN 1.3 hit policies.
+
+Cells: "-" (any), a literal, "<= 12" / "< 5" / ">= 24" / "> 3" / "!= x", ranges
+"[10..20]" (inclusive), "]10..20[" or "(10..20)" (exclusive ends, mixable), comma
+lists "smb, mid_market" or a YAML list (any of), "not(a, b)" (none of), '"a, b"' (a quoted
+literal). Hit policies follow DMN 1.3 exactly:
+- unique: at most one row may match; no match → outputs take their defaults (or stay unset);
+  more than one → the decision fails (DMN: a violated unique is an error).
+- any: several rows may match only if they give identical outputs, else the decision fails.
+- first: the first matching row in table order.
+- priority: the matching row whose outputs rank highest in each output's `values` list.
+- collect: every matching row in table order, as lists; with an aggregation (sum, min, max,
+  count) one number. count of nothing is 0; sum / min / max of nothing is null (unset).
+- rule_order: every matching row in table order, as lists.
+"""
+from __future__ import annotations
+
+import re
+
+from .conditions import holds
+from .errors import DecisionError
+from .ir import All, Any_, Cell, Not, Table, Test
+
+_CMP = re.compile(r"^\s*(<=|>=|!=|<|>|=)\s*(.+?)\s*$")
+_RANGE = re.compile(r"^\s*([\[\]\(])\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*([\[\]\)])\s*$")
+_NOT = re.compile(r"^\s*not\s*\((.*)\)\s*$")
+_OPS = {"<=": "lte", ">=": "gte", "<": "lt", ">": "gt", "!=": "ne", "=": "eq"}
+
+
+class CellError(ValueError):
+    pass
+
+
+def _literal(text: str, numeric: bool):
+    s = text.strip()
+    if len(s) >= 2 and s[0] == s[-1] == '"':
+        return s[1:-1]
+    if s in ("true", "false"):
+        return s == "true"
+    if numeric:
+        try:
+            n = float(s)
+        except ValueError:
+            raise CellError(f"'{s}' is not a number") from None
+        return int(n) if n.is_integer() and "." not in s else n
+    return s
+
+
+def _split_list(text: str) -> list[str]:
+    out, cur, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [x for x in (p.strip() for p in out) if x]
+
+
+def parse_cell(raw, path: str, numeric: bool, loc) -> Cell:
+    """One input entry as a condition on `path` (None for any)."""
+    text = raw if isinstance(raw, str) else repr(raw)
+    if raw is None or (isinstance(raw, str) and raw.strip() == "-"):
+        return Cell("-", None, loc)
+    if isinstance(raw, bool):
+        return Cell(text, Test(path, "eq", raw, loc), loc)
+    if isinstance(raw, (int, float)):
+        if not numeric:
+            raise CellError(f"{raw} is a number but input '{path}' is not numeric")
+        return Cell(text, Test(path, "eq", raw, loc), loc)
+    if isinstance(raw, list):
+        values = []
+        for item in raw:
+            if isinstance(item, (dict, list)):
+                raise CellError("a list cell holds plain values only")
+            values.append(_literal(item, numeric) if isinstance(item, str) else item)
+        return Cell(text, Test(path, "in", tuple(values), loc), loc)
+    if not isinstance(raw, str):
+        raise CellError(f"unsupported cell {raw!r}")
+    m = _NOT.match(raw)
+    if m:
+        items = _split_list(m.group(1))
+        if not items:
+            raise CellError("not() needs at least one value")
+        return Cell(raw, Test(path, "not_in", tuple(_literal(i, numeric) for i in items), loc), loc)
+    m = _RANGE.match(raw)
+    if m:
+        if not numeric:
+            raise CellError(f"range '{raw}' on non-numeric input '{path}'")
+        lo_b, lo, hi, hi_b = m.groups()
+        lo_v, hi_v = _literal(lo, True), _literal(hi, True)
+        if lo_v > hi_v:
+            raise CellError(f"empty range '{raw}': {lo} is above {hi}")
+        lo_t = Test(path, "gte" if lo_b == "[" else "gt", lo_v, loc)
+        hi_t = Test(path, "lte" if hi_b == "]" else "lt", hi_v, loc)
+        if lo_b == "[" and hi_b == "]":
+            return Cell(raw, Test(path, "between", (lo_v, hi_v), loc), loc)
+        return Cell(raw, All((lo_t, hi_t), loc), loc)
+    m = _CMP.match(raw)
+    if m:
+        op = _OPS[m.group(1)]
+        value = _literal(m.group(2), numeric)
+        if op in ("lt", "lte", "gt", "gte") and not numeric:
+            raise CellError(f"'{raw}' compares order on non-numeric input '{path}'")
+        return Cell(raw, Test(path, op, value, loc), loc)
+    items = _split_list(raw)
+    if len(items) > 1:
+        return Cell(raw, Test(path, "in", tuple(_literal(i, numeric) for i in items), loc), loc)
+    return Cell(raw, Test(path, "eq", _literal(raw, numeric), loc), loc)
+
+
+def matching_rows(table: Table, wm: dict, record=None) -> list:
+    out = []
+    for row in table.rows:
+        if all(cell.test is None or holds(cell.test, wm, record) for cell in row.cells):
+            out.append(row)
+    return out
+
+
+def evaluate(table: Table, wm: dict, record=None) -> tuple[dict, list]:
+    """(outputs to set, the rows that gave them) under the table's hit policy."""
+    rows = matching_rows(table, wm, record)
+    policy = table.hit_policy
+    outputs = table.outputs
+    if policy in ("collect", "rule_order"):
+        if table.aggregation:
+            values = [r.outputs[0] for r in rows]
+            agg = table.aggregation
+            if agg == "count":
+                return {outputs[0].path: len(values)}, rows
+            if not values:
+                return _defaults(table), rows
+            result = {"sum": sum, "min": min, "max": max}[agg](values)
+            return {outputs[0].path: result}, rows
+        return {o.path: [r.outputs[i] for r in rows] for i, o in enumerate(outputs)}, rows
+    if not rows:
+        return _defaults(table), rows
+    if policy == "unique":
+        if len(rows) > 1:
+            raise DecisionError(
+                "table-unique-violation",
+                f"table '{table.id}' has hit policy unique but rows "
+                f"{', '.join(str(r.index) for r in rows)} all match",
+                table.loc,
+            )
+        chosen = rows[0]
+    elif policy == "any":
+        distinct = {r.outputs for r in rows}
+        if len(distinct) > 1:
+            raise DecisionError(
+                "table-any-violation",
+                f"table '{table.id}' has hit policy any but matching rows "
+                f"{', '.join(str(r.index) for r in rows)} give different outputs",
+                table.loc,
+            )
+        chosen = rows[0]
+    elif policy == "first":
+        chosen = rows[0]
+    elif policy == "priority":
+        chosen = min(rows, key=lambda r: (_rank(outputs, r), r.index))
+    else:
+        raise DecisionError("table-policy", f"unknown hit policy {policy}", table.loc)
+    return {o.path: chosen.outputs[i] for i, o in enumerate(outputs)}, [chosen]
+
+
+def _rank(outputs, row) -> tuple:
+    ranks = []
+    for i, o in enumerate(outputs):
+        if o.values:
+            v = row.outputs[i]
+            ranks.append(o.values.index(v) if v in o.values else len(o.values))
+    return tuple(ranks)
+
+
+def _defaults(table: Table) -> dict:
+    return {o.path: o.default for o in table.outputs if o.has_default}
+
+
+def trigger(table: Table):
+    """A table evaluates once, as soon as every input has a value and its `when` holds."""
+    tests = tuple(Test(p, "exists", None, table.loc) for p in table.inputs)
+    if table.when is not None:
+        tests = tests + (table.when,)
+    return All(tests, table.loc)
+
+
+__all__ = ["parse_cell", "evaluate", "matching_rows", "trigger", "CellError", "Any_", "Not"]

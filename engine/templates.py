@@ -1,0 +1,62 @@
+"""Reason templates: `{fact.path}` with an optional simple format spec, nothing else.
+
+Built on string.Formatter's parser but not its field lookup: a field name is a whole
+dotted fact path, never an attribute or index access, and conversions are refused.
+"""
+from __future__ import annotations
+
+import re
+import string
+
+_SPEC = re.compile(r"^(?:[<>^]?\d{0,2})?[+-]?,?(?:\.\d{1,2})?[dfe%]?$")
+_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+_formatter = string.Formatter()
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def fields(template: str) -> list[tuple[str, str]]:
+    """(path, spec) for every field; TemplateError for anything but plain fact paths."""
+    out = []
+    try:
+        parsed = list(_formatter.parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"bad template: {exc}") from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if conversion:
+            raise TemplateError(f"'{{{name}!{conversion}}}': conversions are not allowed")
+        if not _PATH.match(name or ""):
+            raise TemplateError(f"'{{{name}}}' is not a fact path (only names like account.arr are allowed)")
+        if spec and not _SPEC.match(spec):
+            raise TemplateError(f"'{{{name}:{spec}}}': format spec not allowed (use e.g. :.2f, :,, :.0%)")
+        out.append((name, spec or ""))
+    return out
+
+
+def render(template: str, wm: dict) -> str:
+    parts = []
+    for literal, name, spec, _ in _formatter.parse(template):
+        parts.append(literal)
+        if name is None:
+            continue
+        if name not in wm:
+            parts.append(f"<{name}?>")
+            continue
+        value = wm[name]
+        try:
+            parts.append(format(value, spec) if spec else _plain(value))
+        except (ValueError, TypeError):
+            parts.append(_plain(value))
+    return "".join(parts)
+
+
+def _plain(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
