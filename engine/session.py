@@ -47,6 +47,7 @@ class DurableEngine:
         sid = str(next(self._sids))
         out = RulesOutcome()
         fired: list[int] = []
+        seen: set[int] = set()
         version = 1
         doc = self.program.document(wm, sid, version, fired)
         text = _dumps(doc)
@@ -57,8 +58,10 @@ class DurableEngine:
             msg = res[1] if res else None
             while msg:
                 name = msg[2:msg.index('"', 2)]
-                if name != CATCH and error is None:
-                    idx = int(name[1:])
+                idx = int(name[1:]) if name != CATCH else -1
+                if idx >= 0 and idx not in seen and error is None:
+                    # an `$or` yields one match per true branch: refraction is ours to enforce
+                    seen.add(idx)
                     if len(fired) >= limit:
                         error = DecisionError("firing-bound", f"more than {limit} firings; raise max_firings in "
                                               "flow.yaml or simplify the chain")

@@ -228,7 +228,7 @@ def load_flow(sources: Sources) -> Flow:
         facts_schema=flow_schema, version=sources.digest(used_files),
         max_firings=int(fdata.get("max_firings", 1000)), file=fdoc.file,
     )
-    if not errors:
+    if not any(d.code in ("yaml-syntax", "schema") for d in errors.items):
         check_flow(flow, input_types, derived, [lw.templates for lw in lowerers.values()] + [glw.templates],
                    docs, fdoc, errors)
     errors.raise_if_any()

@@ -237,7 +237,7 @@ class Lowerer:
         when = self.condition(node["when"], path + ("when",))
         then = self.actions(node["then"], path + ("then",))
         if when is None:
-            return None
+            when = All((), self.at(path))  # reported already; kept so later checks see its writes
         return Rule(node["id"], ruleset, node.get("description", ""), int(node.get("priority", 0)),
                     when, then, self.at(path))
 

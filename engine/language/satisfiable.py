@@ -20,6 +20,8 @@ class _Domain:
         self.valued = False
 
     def bound(self, op, v):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return
         if op in ("gt", "gte"):
             inc = op == "gte"
             if v > self.lo or (v == self.lo and not inc):

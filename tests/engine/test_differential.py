@@ -1,0 +1,135 @@
+"""Differential testing: the durable_rules engine and the reference evaluator must agree on
+which items fire, in what order, and on everything they conclude, for generated rulesets and
+fact sets, including missing fields, boundary values and forward chaining through `set`."""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.compile.reference import ReferenceEngine
+from engine.ir import (
+    All, Any_, Arbitration, Escalate, Expr, FactRef, Flow, Not, Output, Recommend, Row, Rule, Ruleset,
+    SetFact, Table, Test, Cell,
+)
+from engine.session import DurableEngine
+
+NUMS = [-1, 0, 0.3, 0.5, 0.7, 1, 2, 2.5, 10, 90, 91, 100000]
+STRS = ["x", "y", "z", "smb", "", "a b", "é"]
+NUM_PATHS = ["in.a", "in.b", "in.e", "d.n1", "d.n2"]
+STR_PATHS = ["in.c", "in.name", "d.s1"]
+BOOL_PATHS = ["in.flag", "d.b1"]
+LIST_PATH = "in.tags"
+
+num = st.sampled_from(NUMS)
+
+
+def num_test():
+    return st.one_of(
+        st.builds(lambda p, op, v: Test(p, op, v), st.sampled_from(NUM_PATHS),
+                  st.sampled_from(["eq", "ne", "lt", "lte", "gt", "gte"]), num),
+        st.builds(lambda p, op, q: Test(p, op, FactRef(q)), st.sampled_from(NUM_PATHS),
+                  st.sampled_from(["eq", "ne", "lt", "lte", "gt", "gte"]), st.sampled_from(NUM_PATHS)),
+        st.builds(lambda p, lo, hi: Test(p, "between", (min(lo, hi), max(lo, hi))), st.sampled_from(NUM_PATHS), num, num),
+        st.builds(lambda p, vs: Test(p, "in", tuple(vs)), st.sampled_from(NUM_PATHS), st.lists(num, min_size=1, max_size=3)),
+        st.builds(lambda p, vs: Test(p, "not_in", tuple(vs)), st.sampled_from(NUM_PATHS), st.lists(num, min_size=1, max_size=3)),
+    )
+
+
+def str_test():
+    s = st.sampled_from(STRS)
+    return st.one_of(
+        st.builds(lambda p, op, v: Test(p, op, v), st.sampled_from(STR_PATHS), st.sampled_from(["eq", "ne"]), s),
+        st.builds(lambda p, vs: Test(p, "in", tuple(vs)), st.sampled_from(STR_PATHS), st.lists(s, min_size=1, max_size=3)),
+        st.builds(lambda p, vs: Test(p, "not_in", tuple(vs)), st.sampled_from(STR_PATHS), st.lists(s, min_size=1, max_size=3)),
+        st.builds(lambda p, r: Test(p, "matches", r), st.sampled_from(STR_PATHS), st.sampled_from([r"^\w+$", "b", r"\d", "^$", "^(x|y)$"])),
+        st.builds(lambda p, v: Test(p, "contains", v), st.sampled_from(STR_PATHS), st.sampled_from(["", "x", "m", " "])),
+        st.builds(lambda v: Test(LIST_PATH, "contains", v), s),
+    )
+
+
+def other_test():
+    all_paths = NUM_PATHS + STR_PATHS + BOOL_PATHS + [LIST_PATH]
+    return st.one_of(
+        st.builds(lambda p, v: Test(p, "eq", v), st.sampled_from(BOOL_PATHS), st.booleans()),
+        st.builds(lambda p, v: Test(p, "ne", v), st.sampled_from(BOOL_PATHS), st.booleans()),
+        st.builds(lambda p: Test(p, "exists"), st.sampled_from(all_paths)),
+        st.builds(lambda p: Test(p, "missing"), st.sampled_from(all_paths)),
+    )
+
+
+leaf = st.one_of(num_test(), str_test(), other_test())
+condition = st.recursive(
+    leaf,
+    lambda children: st.one_of(
+        st.builds(lambda xs: All(tuple(xs)), st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda xs: Any_(tuple(xs)), st.lists(children, min_size=1, max_size=3)),
+        st.builds(Not, children),
+    ),
+    max_leaves=6,
+)
+
+set_action = st.one_of(
+    st.builds(lambda p, v: SetFact(p, v), st.sampled_from(["d.n1", "d.n2"]), num),
+    st.builds(lambda p, q, v: SetFact(p, Expr("add", (FactRef(q), v))), st.sampled_from(["d.n1", "d.n2"]),
+              st.sampled_from(["in.a", "in.b"]), num),
+    st.builds(lambda v: SetFact("d.s1", v), st.sampled_from(STRS)),
+    st.builds(lambda v: SetFact("d.b1", v), st.booleans()),
+)
+other_action = st.one_of(
+    st.builds(lambda o, d: Recommend(o, "renewal", d), st.sampled_from(["o1", "o2"]), num),
+    st.builds(lambda q: Escalate(q, "because {in.a}"), st.sampled_from(["csm", "finance"])),
+)
+
+
+@st.composite
+def rules(draw):
+    n = draw(st.integers(1, 8))
+    out = []
+    for i in range(n):
+        then = tuple(draw(st.lists(st.one_of(set_action, other_action), min_size=1, max_size=2)))
+        out.append(Rule(f"r{i}", "gen", "", draw(st.sampled_from([-5, 0, 0, 1, 10])), draw(condition), then))
+    return out
+
+
+def table(policy="first"):
+    rows = (
+        Row(1, (Cell("< 1", Test("in.a", "lt", 1)), Cell("x", Test("in.c", "eq", "x"))), (1,)),
+        Row(2, (Cell("-", None), Cell("y,z", Test("in.c", "in", ("y", "z")))), (2,)),
+        Row(3, (Cell(">= 1", Test("in.a", "gte", 1)), Cell("-", None)), (3,)),
+    )
+    return Table("t1", "gen", "", policy, None, ("in.a", "in.c"), (Output("d.n2"),), rows, priority=1)
+
+
+def value_or_missing(values):
+    return st.one_of(st.none(), st.sampled_from(values))
+
+
+facts = st.fixed_dictionaries({
+    "in.a": value_or_missing(NUMS), "in.b": value_or_missing(NUMS), "in.e": value_or_missing([0, 1, 2, 90, 91]),
+    "in.c": value_or_missing(STRS), "in.name": value_or_missing(STRS), "in.flag": st.one_of(st.none(), st.booleans()),
+    "in.tags": st.one_of(st.none(), st.lists(st.sampled_from(STRS), max_size=3)),
+}).map(lambda d: {k: v for k, v in d.items() if v is not None})
+
+
+def make_flow(rule_list, with_table):
+    rs = Ruleset("gen", "", "", {}, tuple(rule_list), (table(),) if with_table else ())
+    return Flow("gen", "", (rs,), (), Arbitration(), {}, "t", max_firings=1000)
+
+
+def outcome(o):
+    return (o.firings, o.derived, o.offers, o.escalations, o.blocks, o.actions, o.skipped)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(rules(), st.booleans(), st.lists(facts, min_size=1, max_size=12))
+def test_durable_agrees_with_reference(rule_list, with_table, fact_sets):
+    flow = make_flow(rule_list, with_table)
+    durable = DurableEngine(flow)
+    reference = ReferenceEngine(flow)
+    try:
+        for wm in fact_sets:
+            a = durable.run(dict(wm))
+            b = reference.run(dict(wm))
+            assert outcome(a) == outcome(b), (wm, [f["id"] for f in a.firings], [f["id"] for f in b.firings])
+    finally:
+        durable.close()

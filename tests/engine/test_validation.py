@@ -1,0 +1,205 @@
+"""Compiler-style validation: every problem, with file:line:col and a stable code, in one run."""
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import RulesetError
+
+from .flowkit import HEAD, flow
+
+
+def errors_of(text: str, **kw) -> list[str]:
+    with pytest.raises(RulesetError) as exc:
+        flow(text, **kw)
+    return [str(d) for d in exc.value.diagnostics]
+
+
+def test_yaml_syntax_error_has_position():
+    errs = errors_of(HEAD + "rules:\n  - id: a\n    when: [\n")
+    assert len(errs) == 1
+    assert errs[0].startswith("mem/r.yaml:") and ": yaml-syntax: " in errs[0]
+
+
+def test_all_problems_reported_together_sorted():
+    text = HEAD + """
+rules:
+  - id: a
+    when: {fact: account.arr, gte_: 5}
+    then: [{set: {x.y: 1}}]
+  - id: b
+    when: {fact: account.aar, gt: 5}
+    then: [{action: {type: create_qoute}}]
+  - id: b
+    when: {fact: account.name, matches: "([a-z"}
+    then: [{set: {x.z: 1}}]
+"""
+    errs = errors_of(text)
+    codes = [e.split(": ")[1] for e in errs]
+    assert "operator" in codes and "unknown-fact" in codes and "unknown-action" in codes
+    assert "duplicate-id" in codes and "regex" in codes
+    assert any("did you mean 'gte'" in e for e in errs)
+    assert any("did you mean 'account.arr'" in e for e in errs)
+    assert any("did you mean 'create_quote'" in e for e in errs)
+    lines = [int(e.split(":")[1]) for e in errs]
+    assert lines == sorted(lines)
+
+
+def test_unknown_operator_position_points_at_key():
+    text = HEAD + "rules:\n  - id: a\n    when: {fact: account.arr, gte_: 5}\n    then: [{set: {x.y: 1}}]\n"
+    errs = errors_of(text)
+    assert errs[0].startswith("mem/r.yaml:8:31: operator:"), errs
+
+
+def test_schema_unknown_key_did_you_mean():
+    errs = errors_of(HEAD + "rules:\n  - id: a\n    wehn: {fact: account.arr, gt: 1}\n    then: [{set: {x.y: 1}}]\n")
+    assert any("unknown key 'wehn'; did you mean 'when'?" in e for e in errs)
+
+
+def test_type_mismatch_refused():
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when: [{fact: account.arr, gt: "90"}]
+    then: [{set: {x.y: 1}}]
+  - id: b
+    when: [{fact: account.segment, eq: smbb}]
+    then: [{set: {x.z: 1}}]
+  - id: c
+    when: [{fact: account.segment, lt: 3}]
+    then: [{set: {x.w: 1}}]
+""")
+    joined = "\n".join(errs)
+    assert "'account.arr' is a number; '90' is string" in joined
+    assert "'smbb' is not a value of 'account.segment'" in joined and "did you mean 'smb'" in joined
+    assert "'lt' orders numbers; 'account.segment' is string" in joined
+
+
+def test_contradictory_rule_never_fires():
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when:
+      all:
+        - {fact: account.arr, gt: 100}
+        - {fact: account.arr, lt: 50}
+    then: [{set: {x.y: 1}}]
+  - id: b
+    when:
+      all:
+        - {fact: account.segment, eq: smb}
+        - {fact: account.segment, in: [enterprise, mid_market]}
+    then: [{set: {x.z: 1}}]
+  - id: c
+    when:
+      all:
+        - {fact: account.arr, missing: true}
+        - {fact: account.arr, gte: 0}
+    then: [{set: {x.w: 1}}]
+""")
+    assert sum("never-fires" in e for e in errs) == 3
+
+
+def test_satisfiable_rules_are_not_flagged():
+    f = flow(HEAD + """
+rules:
+  - id: a
+    when:
+      any:
+        - all: [{fact: account.arr, gt: 100}, {fact: account.arr, lt: 50}]
+        - {fact: account.seats, between: [1, 1]}
+    then: [{set: {x.y: 1}}]
+""")
+    assert [r.id for r in f.rules] == ["a"]
+
+
+def test_unique_table_overlap_reported_with_rows():
+    errs = errors_of(HEAD + """
+tables:
+  - id: caps
+    hit_policy: unique
+    inputs: [account.segment, contract.term_months]
+    outputs: [x.cap]
+    rows:
+      - [smb, "<= 12", 10]
+      - [smb, "[12..24]", 15]
+      - [enterprise, "-", 20]
+""")
+    assert len(errs) == 1 and "table-overlap" in errs[0] and "rows 1 and 2" in errs[0]
+
+
+def test_set_cycle_refused():
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when: [{fact: x.b, eq: 1}]
+    then: [{set: {x.a: 1}}]
+  - id: b
+    when: [{fact: x.a, eq: 1}]
+    then: [{set: {x.b: 1}}]
+""")
+    assert any("set-cycle" in e and "a → b" in e for e in errs)
+
+
+def test_rules_cannot_set_input_facts():
+    errs = errors_of(HEAD + "rules:\n  - id: a\n    when: [{fact: account.arr, gt: 1}]\n    then: [{set: {account.arr: 0}}]\n")
+    assert any("set-input" in e for e in errs)
+
+
+def test_template_refuses_attribute_access_and_conversions():
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when: [{fact: account.arr, gt: 1}]
+    then:
+      - escalate: {queue: csm, reason: "{account.arr.__class__}"}
+      - escalate: {queue: csm, reason: "{account.arr!r}"}
+      - escalate: {queue: csm, reason: "{account.arr:>999999999}"}
+      - escalate: {queue: csm, reason: "{account[0]}"}
+""")
+    assert sum(": template: " in e for e in errs) == 3
+    assert any("unknown-fact" in e and "account.arr.__class__" in e for e in errs)
+
+
+def test_missing_rulesets_file_and_bad_facts_schema():
+    errs = errors_of(HEAD, flow="flow: t\ndescription: d\nrulesets: [r.yaml, nope.yaml]\n",
+                     schema="type: objekt\n")
+    joined = "\n".join(errs)
+    assert "no file 'nope.yaml'" in joined and "facts-schema" in joined
+
+
+def test_guardrail_cannot_read_derived_facts():
+    flow_text = """
+flow: t
+description: d
+rulesets: [r.yaml]
+guardrails:
+  - id: g
+    type: eligibility
+    description: d
+    offers: [o]
+    require: {fact: x.safe, eq: true}
+"""
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when: [{fact: account.arr, gt: 1}]
+    then:
+      - set: {x.safe: true}
+      - recommend: {offer: o, kind: renewal}
+""", flow=flow_text)
+    assert any("derived by rules" in e for e in errs)
+
+
+def test_nothing_loaded_on_error_and_clean_flow_loads():
+    good = HEAD + "rules:\n  - id: a\n    when: [{fact: account.arr, gt: 1}]\n    then: [{set: {x.y: 1}}]\n"
+    f = flow(good)
+    assert f.rules[0].id == "a" and len(f.version) == 12
+    bad = good + "  - id: b\n    when: [{fact: nope, gt: 1}]\n    then: [{set: {x.z: 1}}]\n"
+    with pytest.raises(RulesetError):
+        flow(bad)
+
+
+def test_version_is_content_hash():
+    a = HEAD + "rules:\n  - id: a\n    when: [{fact: account.arr, gt: 1}]\n    then: [{set: {x.y: 1}}]\n"
+    assert flow(a).version == flow(a).version
+    assert flow(a).version != flow(a.replace("gt: 1", "gt: 2")).version
