@@ -32,15 +32,17 @@ def _num(v):
     return None if v is MISSING else v
 
 
-def fire(item, wm: dict, out: RulesOutcome, record=None) -> bool:
-    """Apply one firing; True when the working memory changed (the engine must re-match)."""
+def fire(item, wm: dict, out: RulesOutcome, reads=None) -> set:
+    """Apply one firing; the paths whose value changed (the engine must re-match on them).
+
+    `reads` (the paths the item's condition reads) may be precomputed by the engine."""
     seq = len(out.firings) + 1
+    changed = set()
     if isinstance(item, Table):
         results, rows = tables.evaluate(item, wm)
-        changed = False
         for path, value in results.items():
-            if wm.get(path, MISSING) != value or path not in wm:
-                changed = True
+            if path not in wm or not _identical(wm[path], value):
+                changed.add(path)
             wm[path] = value
             out.derived[path] = value
         out.firings.append({
@@ -50,8 +52,10 @@ def fire(item, wm: dict, out: RulesOutcome, record=None) -> bool:
         })
         return changed
     rule: Rule = item
-    matched = matched_values(rule.when, wm)
-    changed = False
+    if reads is None:
+        matched = matched_values(rule.when, wm)
+    else:
+        matched = {p: wm[p] for p in reads if p in wm}
     sets = {}
     for a in rule.then:
         if isinstance(a, SetFact):
@@ -59,8 +63,8 @@ def fire(item, wm: dict, out: RulesOutcome, record=None) -> bool:
             if v is MISSING:
                 out.skipped.append({"rule": rule.id, "set": a.path, "reason": "a fact it computes from is missing"})
                 continue
-            if wm.get(a.path, MISSING) != v or a.path not in wm:
-                changed = True
+            if a.path not in wm or not _identical(wm[a.path], v):
+                changed.add(a.path)
             wm[a.path] = v
             out.derived[a.path] = v
             sets[a.path] = v
@@ -84,6 +88,10 @@ def fire(item, wm: dict, out: RulesOutcome, record=None) -> bool:
     out.firings.append({"seq": seq, "id": rule.id, "ruleset": rule.ruleset, "kind": "rule",
                         "priority": rule.priority, "matched": matched, "set": sets})
     return changed
+
+
+def _identical(a, b) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def _param(v, wm):

@@ -46,10 +46,13 @@ class DurableEngine:
         limit = self.flow.max_firings
         sid = str(next(self._sids))
         out = RulesOutcome()
+        program = self.program
+        reads, watched = program.reads, program.watched
         fired: list[int] = []
+        pending: list[int] = []  # fired since the working fact was last asserted
         seen: set[int] = set()
         version = 1
-        doc = self.program.document(wm, sid, version, fired)
+        doc = program.document(wm, sid)
         text = _dumps(doc)
         _, state = _dre.assert_fact(h, text)
         error = None
@@ -67,14 +70,17 @@ class DurableEngine:
                                               "flow.yaml or simplify the chain")
                     else:
                         fired.append(idx)
+                        pending.append(idx)
                         try:
-                            changed = fire(items[idx], wm, out)
+                            changed = fire(items[idx], wm, out, reads[idx])
                         except DecisionError as exc:
-                            error, changed = exc, False
-                        if changed:
+                            error, changed = exc, ()
+                        if changed and not watched.isdisjoint(changed):
                             _dre.retract_fact(h, text)
                             version += 1
-                            doc = self.program.document(wm, sid, version, fired)
+                            program.update(doc, wm, changed, pending)
+                            pending.clear()
+                            doc["id"] = f"{sid}.{version}"
                             text = _dumps(doc)
                             _dre.assert_fact(h, text)
                 if error is not None and text is not None:

@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass
 
 from ..actions import agenda_items, condition_of
-from ..conditions import nnf, test_holds_ext
+from ..conditions import nnf, paths_read, test_holds_ext
 from ..errors import Diagnostic, RulesetError
-from ..ir import All, Any_, FactRef, Test
+from ..ir import All, Any_, FactRef, Rule, Test
 
 CATCH = "catch"
 PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"}
@@ -41,17 +41,30 @@ class DurableProgram:
     items: list
     keys: dict  # fact path -> short key
     python_tests: list  # (key, Test)
+    reads: list = None  # per item: the sorted paths its condition reads (for the trace)
+    watched: frozenset = frozenset()  # every path some condition reads
 
-    def document(self, wm: dict, sid: str, version: int, fired) -> dict:
-        doc = {"sid": sid, "id": f"{sid}.{version}", "k": 1}
+    def document(self, wm: dict, sid: str) -> dict:
+        doc = {"sid": sid, "id": f"{sid}.1", "k": 1}
         for path, key in self.keys.items():
             if path in wm:
                 doc[key] = encode(wm[path])
         for key, test in self.python_tests:
             doc[key] = 1 if test_holds_ext(test, wm) else 0
-        for i in fired:
-            doc[f"__f{i}"] = 1
         return doc
+
+    def update(self, doc: dict, wm: dict, changed, fired_since) -> None:
+        """Bring the working fact up to date after a firing changed `changed` paths."""
+        keys = self.keys
+        for path in changed:
+            key = keys.get(path)
+            if key is not None:
+                doc[key] = encode(wm[path])
+        for key, test in self.python_tests:
+            if test.path in changed:
+                doc[key] = 1 if test_holds_ext(test, wm) else 0
+        for i in fired_since:
+            doc[f"__f{i}"] = 1
 
 
 class _Compiler:
@@ -141,7 +154,9 @@ def compile_flow(flow) -> DurableProgram:
     definition[CATCH] = {"all": [{"m": {"k": 1}}], "pri": 65535}
     if problems:
         raise RulesetError(problems)
-    return DurableProgram(definition, items, dict(c.keys), list(c.python_tests))
+    reads = [sorted(paths_read(condition_of(it))) if isinstance(it, Rule) else None for it in items]
+    watched = frozenset(c.keys) | frozenset(t.path for _, t in c.python_tests)
+    return DurableProgram(definition, items, dict(c.keys), list(c.python_tests), reads, watched)
 
 
 def _loc(flow):

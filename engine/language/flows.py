@@ -5,6 +5,7 @@ collected; nothing is returned unless the whole flow is clean.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
@@ -91,7 +92,44 @@ def _facts_schema(lw: Lowerer, doc: Document, sources: Sources, errors: Collecto
         errors.error(sdoc_for_errors.at(base + tuple(exc.absolute_path)), "facts-schema",
                      f"not a valid JSON Schema: {exc.message}")
         return None
+    base = () if isinstance(raw, str) else ("facts_schema",)
+    for path, key in _unknown_keywords(schema):
+        close = difflib.get_close_matches(key, sorted(KEYWORDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else " (a comma in an unquoted YAML value splits it)"
+        errors.error(sdoc_for_errors.key_at(base + path + (key,)), "facts-schema",
+                     f"'{key}' is not a JSON Schema keyword{hint}")
     return schema
+
+
+KEYWORDS = {
+    "$schema", "$id", "$ref", "$defs", "$comment", "$anchor", "definitions", "title", "description", "default",
+    "examples", "deprecated", "readOnly", "writeOnly", "type", "enum", "const", "properties", "required",
+    "additionalProperties", "patternProperties", "propertyNames", "minProperties", "maxProperties",
+    "dependentRequired", "dependentSchemas", "unevaluatedProperties", "items", "prefixItems", "contains",
+    "minContains", "maxContains", "minItems", "maxItems", "uniqueItems", "unevaluatedItems", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "pattern", "format",
+    "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "contentMediaType", "contentEncoding",
+}
+_SUBSCHEMA_MAPS = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+_SUBSCHEMAS = {"additionalProperties", "items", "contains", "not", "if", "then", "else", "propertyNames",
+               "unevaluatedProperties", "unevaluatedItems"}
+
+
+def _unknown_keywords(schema, path=()):
+    """Keys that are not JSON Schema keywords: silently ignored by validators, so reported."""
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        if key not in KEYWORDS:
+            yield path, key
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            for name, sub in value.items():
+                yield from _unknown_keywords(sub, path + (key, name))
+        elif key in _SUBSCHEMAS:
+            yield from _unknown_keywords(value, path + (key,))
+        elif key in ("allOf", "anyOf", "oneOf", "prefixItems") and isinstance(value, list):
+            for i, sub in enumerate(value):
+                yield from _unknown_keywords(sub, path + (key, i))
 
 
 def _derived_types(rulesets_raw, lowered_rules, known: dict) -> dict:

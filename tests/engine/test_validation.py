@@ -203,3 +203,13 @@ def test_version_is_content_hash():
     a = HEAD + "rules:\n  - id: a\n    when: [{fact: account.arr, gt: 1}]\n    then: [{set: {x.y: 1}}]\n"
     assert flow(a).version == flow(a).version
     assert flow(a).version != flow(a.replace("gt: 1", "gt: 2")).version
+
+
+def test_facts_schema_unknown_keyword_reported():
+    schema = "type: object\nproperties:\n  account:\n    type: object\n    properties:\n      arr: {type: number, description: revenue, USD}\n      seats: {typ: integer}\n"
+    errs = errors_of(HEAD + "rules:\n  - id: a\n    when: [{fact: account.arr, gt: 1}]\n    then: [{set: {x.y: 1}}]\n",
+                     schema=schema)
+    joined = "\n".join(errs)
+    assert "'USD' is not a JSON Schema keyword" in joined and "a comma in an unquoted YAML value" in joined
+    assert "'typ' is not a JSON Schema keyword; did you mean 'type'?" in joined
+    assert "mem/facts.schema.yaml:6:" in joined
