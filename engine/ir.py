@@ -28,6 +28,8 @@ class FactRef:
 class Test:
     """One leaf condition: `path <op> value`. `value` may be a FactRef for eq..gte."""
 
+    __test__ = False  # not a pytest test class
+
     path: str
     op: str
     value: Any = None

@@ -55,6 +55,8 @@ def _text(t) -> str:
     v = t.value
     if hasattr(v, "path"):
         v = f"fact {v.path}"
+    elif isinstance(v, bool):
+        v = "true" if v else "false"
     return f"{t.path} {t.op}" + ("" if t.op in ("exists", "missing") else f" {v}")
 
 
