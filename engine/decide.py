@@ -43,7 +43,13 @@ def plan(flow, inputs: dict, wm: dict, outcome) -> dict:
             continue
         actions.append(a)
     approvals = [{"queue": e["queue"], "reason": e["reason"], "rule": e["rule"]}
-                 for e in outcome.escalations if e["approval"]] + guarded.approvals
+                 for e in outcome.escalations if e["approval"]]
+    for a in guarded.approvals:
+        if a.get("offer") is not None and a["offer"] not in selected:
+            dropped.append({"offer": a["offer"], "reason": f"approval by {a['queue']} not needed: the offer was "
+                            "not selected"})
+            continue
+        approvals.append(a)
     approval_required = bool(approvals)
     for a in actions:
         a["status"] = "awaiting_approval" if approval_required else "ready"

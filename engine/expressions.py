@@ -13,6 +13,7 @@ from .ir import Expr, FactRef
 ARITY = {
     "add": (2, None), "sub": (2, 2), "mul": (2, None), "div": (2, 2),
     "min": (1, None), "max": (1, None), "round": (1, 2), "ceil": (1, 1), "floor": (1, 1), "abs": (1, 1),
+    "coalesce": (2, None),
 }
 
 MISSING = object()
@@ -24,6 +25,12 @@ def evaluate(value, wm: dict):
         return wm.get(value.path, MISSING)
     if not isinstance(value, Expr):
         return value
+    if value.op == "coalesce":
+        for a in value.args:
+            v = evaluate(a, wm)
+            if v is not MISSING:
+                return v
+        return MISSING
     args = [evaluate(a, wm) for a in value.args]
     if any(a is MISSING for a in args):
         return MISSING

@@ -70,7 +70,7 @@ def _discount_cap(flow, g, inputs, res: GuardrailResult) -> None:
         if discount <= cap:
             continue
         excess = discount - cap
-        reason = f"requested {_fmt(discount)}% exceeds the {why}"
+        reason = f"discount {_fmt(discount)}% exceeds the {why}"
         entry = {"guardrail": g.id, "offer": offer["offer"], "field": "discount", "from": discount,
                  "to": discount, "action": g.on_violation, "reason": reason}
         if g.on_violation == "clamp":
@@ -83,8 +83,8 @@ def _discount_cap(flow, g, inputs, res: GuardrailResult) -> None:
             entry["approval"] = g.queue
             more = (f" by {_fmt(excess)} points (more than {_fmt(g.approval_over)})"
                     if g.approval_over is not None and g.on_violation == "clamp" else "")
-            res.approvals.append({"queue": g.queue, "guardrail": g.id,
-                                  "reason": f"{offer['offer']}: requested discount exceeded the cap{more}"})
+            res.approvals.append({"queue": g.queue, "guardrail": g.id, "offer": offer["offer"],
+                                  "reason": f"{offer['offer']}: discount exceeded the cap{more}"})
         res.adjustments.append(entry)
 
 
@@ -96,7 +96,7 @@ def _eligibility(g, inputs, res: GuardrailResult) -> None:
             res.adjustments.append({"guardrail": g.id, "offer": offer["offer"], "action": g.on_violation,
                                     "reason": reason})
             if g.on_violation == "approval":
-                res.approvals.append({"queue": g.queue, "guardrail": g.id, "reason": reason})
+                res.approvals.append({"queue": g.queue, "guardrail": g.id, "offer": offer["offer"], "reason": reason})
                 kept.append(offer)
             else:
                 res.blocked.append({"offer": offer["offer"], "reason": reason, "guardrail": g.id})

@@ -20,21 +20,24 @@ class ReferenceEngine:
         self.order = sorted(range(len(self.items)), key=lambda i: (-self.items[i].priority, i))
 
     def run(self, wm: dict, record=None) -> RulesOutcome:
-        """`record(item, test, result)` sees every leaf evaluated while choosing firings."""
+        """`record(item, test, result)` sees each leaf of a fired item as it was when the item
+        fired, and each leaf of an item that never fired as it was at the fixpoint (why not)."""
         out = RulesOutcome()
         fired = set()
         while True:
             chosen = None
             for i in self.order:
-                if i in fired:
-                    continue
-                rec = (lambda t, r, _it=self.items[i]: record(_it, t, r)) if record else None
-                if holds(self.conditions[i], wm, rec) and chosen is None:
+                if i not in fired and holds(self.conditions[i], wm):
                     chosen = i
-                    if record is None:
-                        break
+                    break
             if chosen is None:
+                if record is not None:
+                    for i in self.order:
+                        if i not in fired:
+                            holds(self.conditions[i], wm, lambda t, r, _it=self.items[i]: record(_it, t, r))
                 return out
+            if record is not None:
+                holds(self.conditions[chosen], wm, lambda t, r, _it=self.items[chosen]: record(_it, t, r))
             if len(fired) >= self.flow.max_firings:
                 raise DecisionError("firing-bound", f"more than {self.flow.max_firings} firings; raise "
                                     "max_firings in flow.yaml or simplify the chain")

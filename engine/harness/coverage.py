@@ -3,8 +3,11 @@
 - a rule or table is covered when some case fired it;
 - a condition (one test in a `when`) is covered when some case saw it true and some case saw
   it false while the engine chose what to fire;
-- a table row is covered when some case hit it.
-Recorded with the reference evaluator, which chooses the same firings as durable_rules.
+- a table row is covered when some case hit it;
+- a guardrail is covered when some case made it act (clamp, block or approval).
+A condition is judged as it stood when its rule fired, or, for a rule that did not fire, at
+the end of the decision (so a derived fact that is merely not derived *yet* does not count as
+false). Recorded with the reference evaluator, which chooses the same firings as durable_rules.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from ..actions import agenda_items
 from ..compile.reference import ReferenceEngine
 from ..conditions import leaves
+from ..decide import plan
 from ..errors import DecisionError, FactsError
 from ..facts import FactsModel, flatten
 from ..ir import Rule
@@ -23,12 +27,14 @@ class Coverage:
     items: dict = field(default_factory=dict)       # key -> (loc, covered)
     conditions: dict = field(default_factory=dict)  # (item key, idx) -> [loc, text, seen_true, seen_false]
     rows: dict = field(default_factory=dict)        # (table key, row) -> (loc, covered)
+    guardrails: dict = field(default_factory=dict)  # id -> (loc, covered)
 
     def totals(self) -> tuple[int, int]:
-        total = len(self.items) + 2 * len(self.conditions) + len(self.rows)
+        total = len(self.items) + 2 * len(self.conditions) + len(self.rows) + len(self.guardrails)
         covered = (sum(1 for v in self.items.values() if v[1])
                    + sum(int(v[2]) + int(v[3]) for v in self.conditions.values())
-                   + sum(1 for v in self.rows.values() if v[1]))
+                   + sum(1 for v in self.rows.values() if v[1])
+                   + sum(1 for v in self.guardrails.values() if v[1]))
         return covered, total
 
     @property
@@ -48,6 +54,9 @@ class Coverage:
         for (key, row), (loc, ok) in self.rows.items():
             if not ok:
                 out.append((loc, f"{key}: row {row} never hit"))
+        for gid, (loc, ok) in self.guardrails.items():
+            if not ok:
+                out.append((loc, f"guardrail {gid} never acted"))
         return sorted(out)
 
 
@@ -73,6 +82,8 @@ def measure(flow, cases) -> Coverage:
         else:
             for row in item.rows:
                 cov.rows[(key, row.index)] = (row.loc, False)
+    for g in flow.guardrails:
+        cov.guardrails[g.id] = (g.loc, False)
     engine = ReferenceEngine(flow)
     model = FactsModel(flow.facts_schema)
 
@@ -84,10 +95,15 @@ def measure(flow, cases) -> Coverage:
 
     for case in cases:
         try:
-            wm = flatten(model.prepare(case.facts))
+            inputs = flatten(model.prepare(case.facts))
+            wm = dict(inputs)
             out = engine.run(wm, record)
+            decision = plan(flow, inputs, wm, out)
         except (FactsError, DecisionError):
             continue
+        for adj in decision["adjustments"]:
+            gid = adj["guardrail"]
+            cov.guardrails[gid] = (cov.guardrails[gid][0], True)
         by_id = {it.id: it for it in agenda_items(flow)}
         for f in out.firings:
             item = by_id[f["id"]]

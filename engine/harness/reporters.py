@@ -35,8 +35,10 @@ def coverage_report(flow_name: str, cov, out, show_gaps: bool = True) -> None:
     rules = sum(1 for v in cov.items.values() if v[1])
     conds = sum(int(v[2]) + int(v[3]) for v in cov.conditions.values())
     rows = sum(1 for v in cov.rows.values() if v[1])
+    guards = sum(1 for v in cov.guardrails.values() if v[1])
     out.write(f"coverage {flow_name}: {cov.percent}% ({covered}/{total}): rules and tables {rules}/{len(cov.items)}, "
-              f"condition outcomes {conds}/{2 * len(cov.conditions)}, table rows {rows}/{len(cov.rows)}\n")
+              f"condition outcomes {conds}/{2 * len(cov.conditions)}, table rows {rows}/{len(cov.rows)}, "
+              f"guardrails {guards}/{len(cov.guardrails)}\n")
     if show_gaps:
         for loc, what in cov.gaps():
             out.write(f"  {loc}: not covered: {what}\n")

@@ -101,6 +101,13 @@ def check(expect: dict, decision: dict, wm_facts: dict) -> list[str]:
         why = "; ".join(r["reason"] for r in decision["approval"]["reasons"]) or "nothing asked for it"
         failures.append(f"approval_required: expected {expect['approval_required']}, got "
                         f"{decision['approval']['required']} ({why})")
+    if "approval_queues" in expect and sorted(expect["approval_queues"]) != decision["approval"]["queues"]:
+        failures.append(f"approval_queues: expected {sorted(expect['approval_queues'])}, got "
+                        f"{decision['approval']['queues']}")
+    if "dropped" in expect:
+        got = sorted({d.get("offer") or d.get("type") for d in decision["trace"]["arbitration"]})
+        if sorted(set(expect["dropped"])) != got:
+            failures.append(f"dropped: expected {sorted(set(expect['dropped']))}, got {got}")
     if "status" in expect and expect["status"] != decision["status"]:
         failures.append(f"status: expected {expect['status']}, got {decision['status']}")
     return failures

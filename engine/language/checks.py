@@ -180,6 +180,21 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
                     vt = src.type if src else None
                 elif not hasattr(v, "op"):
                     vt = "array" if isinstance(v, list) else _type_of(v)
+                elif v.op == "coalesce":
+                    kinds = set()
+                    for arg in v.args:
+                        if isinstance(arg, FactRef):
+                            src = known.get(arg.path)
+                            if src is None:
+                                errors.error(a.loc, "unknown-fact", f"'{arg.path}' is not a known fact"
+                                             + _hint(arg.path, known))
+                            else:
+                                kinds.add("number" if src.numeric else src.type)
+                        else:
+                            kinds.add("number" if hasattr(arg, "op") else _type_of(arg))
+                    if len(kinds) > 1:
+                        errors.error(a.loc, "type", f"coalesce mixes {', '.join(sorted(kinds))}")
+                    vt = kinds.pop() if len(kinds) == 1 else None
                 else:
                     vt = "number"
                     for r in refs(v):

@@ -141,7 +141,12 @@ def _derived_types(rulesets_raw, lowered_rules, known: dict) -> dict:
                 continue
             v = a.value
             t = None
-            if isinstance(v, Expr):
+            if isinstance(v, Expr) and v.op == "coalesce":
+                first = v.args[0]
+                t = (known.get(first.path) or out.get(first.path)) if isinstance(first, FactRef) else None
+                if t is None and not isinstance(first, (FactRef, Expr)):
+                    t = PathType({bool: "boolean", str: "string"}.get(type(first), "number"))
+            elif isinstance(v, Expr):
                 t = PathType("number")
             elif isinstance(v, FactRef):
                 t = known.get(v.path) or out.get(v.path)

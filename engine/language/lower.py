@@ -163,6 +163,8 @@ class Lowerer:
                     if any(v is None for v in values):
                         return None
                     for v, a in zip(values, args):
+                        if op == "coalesce":
+                            break
                         if not isinstance(v, (FactRef, Expr)) and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
                             self.err(sub, "expression", f"'{op}' works on numbers; {a!r} is not one")
                             return None
