@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench clean demo
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,7 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/postsale check rules/
-	$(VENV)/bin/postsale test rules/ --coverage
-	$(VENV)/bin/postsale explain examples/renewal-facts.json --flow renewal
+	$(VENV)/bin/postsale serve
 
 test: $(STAMP)
 	$(VENV)/bin/postsale check rules/

@@ -90,6 +90,69 @@ def cmd_explain(args) -> int:
     return OK
 
 
+def cmd_migrate(args) -> int:
+    from adapters.store.db import migrate
+    from config.settings import SettingsError, from_env
+    try:
+        settings = from_env()
+        migrate(settings.database_url)
+    except SettingsError as exc:
+        print(f"postsale: {exc}", file=sys.stderr)
+        return LOAD_ERROR
+    except Exception as exc:  # noqa: BLE001 - a clear line, not a stack trace
+        print(f"postsale: migration failed: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return LOAD_ERROR
+    print(f"database migrated: {_safe_url(settings.database_url)}")
+    return OK
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def activate_rules() -> int:
+    """Record the rules on disk as the live version (a deploy); refuse to serve broken rules."""
+    from api.auth import KeyRing
+    from api.runtime import Runtime
+    from config.settings import from_env
+    settings = from_env()
+    rt = Runtime(settings, KeyRing([]))
+    try:
+        for change in rt.reload(actor="serve"):
+            state = "activated" if change["changed"] else "unchanged"
+            print(f"flow {change['flow']} @ {change['version']}: {state}")
+    except RulesetError as exc:
+        for d in exc.diagnostics:
+            print(d, file=sys.stderr)
+        print("postsale: the rules do not compile; not serving", file=sys.stderr)
+        return LOAD_ERROR
+    finally:
+        rt.close()
+    return OK
+
+
+def cmd_serve(args) -> int:
+    """Migrate, make sure there is an API key, then hand over to gunicorn."""
+    import os
+    from api.auth import development_key
+    if cmd_migrate(args) != OK:
+        return LOAD_ERROR
+    if activate_rules() != OK:
+        return LOAD_ERROR
+    if not os.environ.get("POSTSALE_API_KEYS") and not os.environ.get("POSTSALE_API_KEYS_FILE"):
+        key = development_key()
+        os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin"]})
+        print(f"development API key (all scopes, this run only): {key}")
+        print(f"  export POSTSALE_KEY={key}")
+    port = os.environ.get("PORT", "8000")
+    print(f"serving on http://127.0.0.1:{port}  (docs: /docs, health: /healthz)", flush=True)
+    root = Path(__file__).resolve().parent.parent
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    os.chdir(root)
+    os.execv(gunicorn, [gunicorn, "-c", str(root / "config" / "gunicorn.conf.py"), "wsgi:app"])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="postsale", description="Post-sale revenue decisions: rules, tests, explanations.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -111,6 +174,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--rules", default="rules", help="the rules folder (default: rules)")
     e.add_argument("--json", action="store_true", help="the full decision as JSON")
     e.set_defaults(func=cmd_explain)
+    m = sub.add_parser("migrate", help="bring the database (DATABASE_URL) to the newest schema")
+    m.set_defaults(func=cmd_migrate)
+    sv = sub.add_parser("serve", help="migrate, then serve the HTTP API through gunicorn (PORT, default 8000)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

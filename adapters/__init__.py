@@ -1,0 +1,1 @@
+"""Adapters to the world outside the engine: storage now, external tools later."""

@@ -1,0 +1,1 @@
+"""Durable storage: SQLAlchemy models and repositories (SQLite or PostgreSQL), Redis stores."""

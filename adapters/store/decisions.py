@@ -1,0 +1,87 @@
+"""Decision records: a decision, its first event and its planned actions in one transaction."""
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+
+from .db import new_id, now, transaction
+from .models import AuditEntry, Decision, DecisionEvent, Outbox
+
+
+def action_key(decision_id: str, step: int, action_type: str) -> str:
+    """The idempotency key every adapter call for this planned action carries."""
+    return hashlib.sha256(f"{decision_id}:{step}:{action_type}".encode()).hexdigest()[:40]
+
+
+class DecisionStore:
+    def __init__(self, factory):
+        self.factory = factory
+
+    def record(self, *, flow, version, facts, context, result, request_hash, api_key_id,
+               idempotency=None, response_for=None) -> tuple[str, list]:
+        """Write the decision, its `decided` event and its outbox rows atomically.
+
+        `idempotency` (a callable taking the session, decision id) lets the caller complete the
+        idempotency record in the same transaction, so a retry can never see half of it.
+        """
+        decision_id = new_id()
+        at = now()
+        planned = []
+        for step, action in enumerate(result.get("actions", []), start=1):
+            planned.append({**action, "step": step, "idempotency_key": action_key(decision_id, step, action["type"])})
+        result = {**result, "actions": planned}
+        account_id = (facts.get("account") or {}).get("id") if isinstance(facts.get("account"), dict) else None
+        with transaction(self.factory) as s:
+            s.add(Decision(id=decision_id, created_at=at, flow=flow, ruleset_version=version, account_id=account_id,
+                           status=result["status"], api_key_id=api_key_id, request_hash=request_hash, facts=facts,
+                           context=context or {}, result=result))
+            s.flush()
+            s.add(DecisionEvent(decision_id=decision_id, type="decided", created_at=at, actor=api_key_id,
+                                payload={"status": result["status"], "ruleset_version": version}))
+            for a in planned:
+                s.add(Outbox(decision_id=decision_id, step=a["step"], action_type=a["type"], params=a["params"],
+                             idempotency_key=a["idempotency_key"],
+                             state="awaiting_approval" if a["status"] == "awaiting_approval" else "ready",
+                             created_at=at))
+            if idempotency is not None:
+                idempotency(s, decision_id, at, result)
+        return decision_id, at, result
+
+    def get(self, decision_id: str) -> dict | None:
+        with self.factory() as s:
+            d = s.get(Decision, decision_id)
+            if d is None:
+                return None
+            events = s.scalars(select(DecisionEvent).where(DecisionEvent.decision_id == decision_id)
+                               .order_by(DecisionEvent.id)).all()
+            return record_json(d, events)
+
+    def history(self, account_id: str, limit: int, after: str | None = None) -> list[dict]:
+        with self.factory() as s:
+            q = select(Decision).where(Decision.account_id == account_id)
+            if after:
+                q = q.where(Decision.id < after)
+            rows = s.scalars(q.order_by(Decision.id.desc()).limit(limit)).all()
+            return [summary_json(d) for d in rows]
+
+
+def audit(session, actor, kind, subject, detail) -> None:
+    session.add(AuditEntry(created_at=now(), actor=actor, kind=kind, subject=subject, detail=detail))
+
+
+def _iso(dt) -> str:
+    return dt.isoformat().replace("+00:00", "Z") if dt.tzinfo else dt.isoformat() + "Z"
+
+
+def summary_json(d: Decision) -> dict:
+    r = d.result
+    return {"id": d.id, "created_at": _iso(d.created_at), "flow": d.flow, "ruleset_version": d.ruleset_version,
+            "account_id": d.account_id, "status": d.status,
+            "offers": [{"offer": o["offer"], "kind": o["kind"], "discount": o["discount"]} for o in r.get("offers", [])]}
+
+
+def record_json(d: Decision, events) -> dict:
+    return {**summary_json(d), "facts": d.facts, "context": d.context, "decision": d.result,
+            "events": [{"type": e.type, "at": _iso(e.created_at), "actor": e.actor, "payload": e.payload}
+                       for e in events]}

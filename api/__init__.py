@@ -1,0 +1,57 @@
+"""The Flask application factory (Flask's tutorial convention: one `init_app` per part)."""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from flask import Flask, g, request
+
+from config.settings import Settings, from_env
+
+from . import errors, logs
+
+
+def create_app(settings: Settings | None = None, runtime=None) -> Flask:
+    settings = settings or from_env()
+    logs.configure(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    errors.init_app(app)
+
+    if runtime is None:
+        from .auth import KeyRing
+        from .runtime import Runtime
+        redis = None
+        if settings.redis_url:
+            import redis as redis_lib
+            redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2)
+        runtime = Runtime(settings, KeyRing.from_settings(settings), redis)
+        runtime.start()
+    app.extensions["postsale"] = runtime
+
+    from . import decisions, ops, rulesets
+    app.register_blueprint(decisions.bp)
+    app.register_blueprint(rulesets.bp)
+    app.register_blueprint(ops.bp)
+    from .openapi import build
+    app.extensions["postsale.openapi"] = build(app)
+
+    access = logging.getLogger("postsale.access")
+
+    @app.before_request
+    def _start():
+        g.request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(resp):
+        resp.headers["X-Request-Id"] = g.get("request_id", "")
+        if request.path not in ("/healthz", "/metrics"):
+            access.info("request", extra={"method": request.method, "path": request.path, "status": resp.status_code,
+                                          "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                                          "key_id": g.get("api_key_id")})
+        return resp
+
+    return app

@@ -1,0 +1,50 @@
+"""Every error leaves as application/problem+json (RFC 9457); nothing leaks a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("postsale.api")
+
+TYPES = "https://postsale.dev/problems/"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str = "", type_: str = "about:blank", **extra):
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
+
+    def body(self) -> dict:
+        out = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            out["detail"] = self.detail
+        out.update(self.extra)
+        return out
+
+
+def problem_response(p: Problem) -> Response:
+    resp = Response(json.dumps(p.body()), status=p.status, mimetype="application/problem+json")
+    if p.status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="postsale"'
+    return resp
+
+
+def invalid(errors: list[dict], detail: str = "the request has problems; every one is listed in 'errors'") -> Problem:
+    """400 with every problem by JSON path: [{"path": "$.facts.account.arr", "message": ...}]."""
+    return Problem(400, "Invalid request", detail, TYPES + "invalid-request", errors=errors)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(Problem, problem_response)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        titles = {413: "Request body too large", 404: "Not found", 405: "Method not allowed"}
+        return problem_response(Problem(exc.code or 500, titles.get(exc.code, exc.name), exc.description or ""))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return problem_response(Problem(500, "Internal error", "the error was logged with this request's id"))

@@ -1,0 +1,38 @@
+"""Structured JSON logs, one object per line, with the request id and decision id.
+Facts, keys and other PII never reach a log line."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from flask import g, has_request_context
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(time.time(), 3), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}
+        if has_request_context():
+            out["request_id"] = getattr(g, "request_id", None)
+            if getattr(g, "decision_id", None):
+                out["decision_id"] = g.decision_id
+        for k in ("method", "path", "status", "ms", "flow", "version", "key_id"):
+            v = getattr(record, k, None)
+            if v is not None:
+                out[k] = v
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(out)
+
+
+def configure(level: str) -> None:
+    root = logging.getLogger("postsale")
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False

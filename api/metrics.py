@@ -1,0 +1,22 @@
+"""Prometheus metrics. Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by config/gunicorn.conf.py)
+makes every worker's numbers add up in one /metrics answer."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+DECISIONS = Counter("postsale_decisions_total", "Decisions made", ["flow", "status", "version"])
+LATENCY = Histogram("postsale_decision_seconds", "Time to decide and record one decision", ["flow"],
+                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+FIRINGS = Counter("postsale_rule_firings_total", "Rules and tables fired", ["flow", "rule"])
+ERRORS = Counter("postsale_errors_total", "Requests answered with an error", ["kind"])
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

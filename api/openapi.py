@@ -1,0 +1,29 @@
+"""The OpenAPI 3 document, generated from the marshmallow schemas and the views' docstrings."""
+from __future__ import annotations
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.yaml_utils import load_operations_from_docstring
+
+from . import schemas
+
+DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history", "rulesets.list_rulesets",
+              "rulesets.reload")
+
+
+def build(app) -> dict:
+    spec = APISpec(title="postsale", version="1", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
+                   info={"description": "Post-sale revenue decisions. Authenticate with `Authorization: Bearer <key>`."})
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for name in ("DecisionRequest", "DecisionResponse", "DecisionRecord", "DecisionPage", "Problem"):
+        spec.components.schema(name, schema=getattr(schemas, name))
+    rules = {r.endpoint: r for r in app.url_map.iter_rules()}
+    for endpoint in DOCUMENTED:
+        rule = rules[endpoint]
+        view = app.view_functions[endpoint]
+        ops = load_operations_from_docstring(view.__doc__ or "")
+        for op in ops.values():
+            op.setdefault("security", [{"bearer": []}])
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        spec.path(path=path, operations=ops)
+    return spec.to_dict()

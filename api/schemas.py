@@ -1,0 +1,132 @@
+"""Request and response shapes (marshmallow); the OpenAPI document is generated from them."""
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+
+class DecisionRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    flow = fields.String(load_default=None, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"),
+                         metadata={"description": "the decision flow; the service's default when absent"})
+    facts = fields.Dict(required=True, metadata={"description": "the account's signals; validated against the flow's facts schema"})
+    context = fields.Dict(load_default=dict, metadata={"description": "caller context kept with the record (e.g. source system)"})
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "decide without recording or planning actions"})
+
+
+class Offer(Schema):
+    offer = fields.String()
+    kind = fields.String()
+    discount = fields.Float()
+    term_months = fields.Integer(allow_none=True)
+    value = fields.Float(allow_none=True)
+    propensity = fields.Float(allow_none=True)
+    expected_value = fields.Float()
+    rank = fields.Integer()
+    reason = fields.String()
+    rule = fields.String()
+
+
+class PlannedAction(Schema):
+    type = fields.String()
+    params = fields.Dict()
+    status = fields.String(metadata={"description": "ready | awaiting_approval"})
+    step = fields.Integer()
+    idempotency_key = fields.String()
+    reason = fields.String()
+    rule = fields.String()
+
+
+class Escalation(Schema):
+    queue = fields.String()
+    reason = fields.String()
+    approval = fields.Boolean()
+    rule = fields.String()
+
+
+class Approval(Schema):
+    required = fields.Boolean()
+    queues = fields.List(fields.String())
+    reasons = fields.List(fields.Dict())
+
+
+class Explanation(Schema):
+    fired = fields.List(fields.String(), metadata={"description": "rules and tables fired, in order"})
+    guardrails = fields.List(fields.String())
+    dropped = fields.List(fields.String())
+
+
+class DecisionResponse(Schema):
+    id = fields.String(allow_none=True, metadata={"description": "null for a dry run"})
+    created_at = fields.String(allow_none=True)
+    flow = fields.String()
+    ruleset_version = fields.String()
+    status = fields.String(metadata={"description": "automatic | approval_required | escalated | no_action"})
+    dry_run = fields.Boolean()
+    offers = fields.List(fields.Nested(Offer))
+    discount = fields.Float(allow_none=True, metadata={"description": "the top-ranked offer's discount"})
+    escalations = fields.List(fields.Nested(Escalation))
+    actions = fields.List(fields.Nested(PlannedAction))
+    approval = fields.Nested(Approval)
+    adjustments = fields.List(fields.Dict())
+    blocked = fields.List(fields.Dict())
+    models = fields.Dict()
+    explanation = fields.Nested(Explanation)
+
+
+class DecisionRecord(Schema):
+    id = fields.String()
+    created_at = fields.String()
+    flow = fields.String()
+    ruleset_version = fields.String()
+    account_id = fields.String(allow_none=True)
+    status = fields.String()
+    offers = fields.List(fields.Dict())
+    facts = fields.Dict()
+    context = fields.Dict()
+    decision = fields.Dict(metadata={"description": "the full decision with its trace"})
+    events = fields.List(fields.Dict())
+
+
+class DecisionPage(Schema):
+    items = fields.List(fields.Dict())
+    next = fields.String(allow_none=True, metadata={"description": "pass as ?after= for the next page"})
+
+
+class HistoryQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    account_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    after = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9a-f]{32}$"))
+
+
+class Problem(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    errors = fields.List(fields.Dict(), metadata={"description": "every problem: {path, message}"})
+
+
+def error_paths(err: ValidationError, prefix: str = "$") -> list[dict]:
+    """marshmallow's nested messages as a flat list of {path, message}."""
+    out = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if not isinstance(k, int) else f"{path}[{k}]")
+        elif isinstance(node, list):
+            for m in node:
+                if isinstance(m, (dict, list)):
+                    walk(m, path)
+                else:
+                    out.append({"path": path, "message": str(m)})
+        else:
+            out.append({"path": path, "message": str(node)})
+
+    walk(err.messages, prefix)
+    return sorted(out, key=lambda e: e["path"])

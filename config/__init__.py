@@ -1,0 +1,1 @@
+"""Settings from the environment (12-factor), gunicorn config, catalog config."""

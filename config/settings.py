@@ -1,0 +1,72 @@
+"""Every setting comes from the environment; defaults give the embedded setup (SQLite,
+in-process stores, no server needed)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+def _int(env, name, default) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    rules_dir: Path
+    default_flow: str
+    api_keys: dict = field(default_factory=dict)  # plain key -> scopes (development, tests)
+    api_keys_file: Path | None = None  # production: hashed keys
+    max_body_bytes: int = 256 * 1024
+    idempotency_ttl_seconds: int = 24 * 3600
+    reload_poll_seconds: float = 1.0
+    log_level: str = "INFO"
+    port: int = 8000
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def from_env(env=None) -> Settings:
+    env = os.environ if env is None else env
+    raw_keys = env.get("POSTSALE_API_KEYS", "")
+    keys = {}
+    if raw_keys:
+        try:
+            keys = json.loads(raw_keys)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"POSTSALE_API_KEYS is not JSON: {exc.msg} at column {exc.colno}") from None
+        if not isinstance(keys, dict) or not all(
+                isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
+                for k, v in keys.items()):
+            raise SettingsError('POSTSALE_API_KEYS must map each key to its scopes: {"key": ["decide", "read"]}')
+    default_db = f"sqlite:///{ROOT / 'var' / 'postsale.db'}"
+    keys_file = env.get("POSTSALE_API_KEYS_FILE")
+    return Settings(
+        database_url=env.get("DATABASE_URL") or default_db,
+        redis_url=env.get("REDIS_URL") or None,
+        rules_dir=Path(env.get("POSTSALE_RULES_DIR") or ROOT / "rules"),
+        default_flow=env.get("POSTSALE_DEFAULT_FLOW") or "renewal",
+        api_keys=keys,
+        api_keys_file=Path(keys_file) if keys_file else None,
+        max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
+        idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),
+        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        port=_int(env, "PORT", 8000),
+    )

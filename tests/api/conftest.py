@@ -1,0 +1,56 @@
+"""The API under test on each database: SQLite (embedded default) and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from adapters.store.db import migrate
+from config.settings import from_env
+from tests.servers import postgres_schema_url
+
+KEYS = {"k-decide": ["decide", "read"], "k-read": ["read"], "k-admin": ["admin", "read", "decide"],
+        "k-other": ["decide", "read"]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'postsale.db'}"
+        return
+    url, drop = postgres_schema_url()
+    yield url
+    drop()
+
+
+@pytest.fixture()
+def rules_dir(tmp_path, root):
+    dst = tmp_path / "rules"
+    shutil.copytree(root / "rules", dst)
+    return dst
+
+
+@pytest.fixture()
+def settings(db_url, rules_dir):
+    migrate(db_url)
+    base = from_env({"POSTSALE_API_KEYS": json.dumps(KEYS)})
+    return replace(base, database_url=db_url, rules_dir=rules_dir, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture()
+def app(settings):
+    from api import create_app
+    app = create_app(settings)
+    yield app
+    app.extensions["postsale"].close()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def auth(key="k-decide", **headers):
+    return {"Authorization": f"Bearer {key}", **headers}

@@ -1,0 +1,4 @@
+"""gunicorn entry point: `gunicorn -c config/gunicorn.conf.py wsgi:app`."""
+from api import create_app
+
+app = create_app()
