@@ -172,3 +172,11 @@ def test_idempotency_with_redis(settings, example_facts):
         assert keys and all(r.ttl(k) > 0 for k in keys)
     finally:
         app.extensions["postsale"].close()
+
+
+def test_readme_example_request(client, root):
+    """README's first decision posts examples/decision-request.json."""
+    body = json.loads((root / "examples" / "decision-request.json").read_text())
+    r = client.post("/v1/decisions", json=body, headers=auth())
+    assert r.status_code == 201 and r.json["offers"]
+    assert "examples/decision-request.json" in (root / "README.md").read_text()
