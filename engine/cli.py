@@ -67,6 +67,11 @@ def cmd_explain(args) -> int:
     if isinstance(facts, dict) and "facts" in facts and "account" not in facts:
         facts = facts["facts"]
     flow_dir = Path(args.rules) / args.flow
+    if not (flow_dir / "flow.yaml").is_file():
+        from .language.flows import discover
+        known = ", ".join(p.name for p in discover([args.rules])) or "none"
+        print(f"postsale: no flow '{args.flow}' in {args.rules} (flows: {known})", file=sys.stderr)
+        return LOAD_ERROR
     try:
         decider = Decider(load_flow_dir(flow_dir))
     except RulesetError as exc:

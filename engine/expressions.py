@@ -6,6 +6,7 @@ compiler from YAML mappings such as `{mul: [{fact: seats.current}, {fact: usage.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 from .errors import DecisionError
 from .ir import Expr, FactRef
@@ -55,7 +56,9 @@ def evaluate(value, wm: dict):
             return max(args)
         if op == "round":
             digits = int(args[1]) if len(args) > 1 else 0
-            return _clean(round(args[0], digits)) if digits else int(round(args[0]))
+            # half away from zero on the decimal the author sees (1.005 -> 1.01), not banker's rounding
+            q = Decimal(repr(args[0])).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+            return int(q) if digits <= 0 else float(q)
         if op == "ceil":
             return math.ceil(round(args[0], 9))
         if op == "floor":

@@ -41,6 +41,14 @@ def _set_path(target: dict, dotted: str, value) -> None:
     node[parts[-1]] = value
 
 
+def _label(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    return str(v)
+
+
 def test_files(flow_dir: Path) -> list[Path]:
     return sorted(p for p in Path(flow_dir).iterdir() if p.name.endswith(TEST_SUFFIXES))
 
@@ -84,6 +92,6 @@ def load_cases(path: Path, flow_name: str, errors: Collector) -> list[Case]:
                     expect[col[len("expect."):]] = value
                 else:
                     _set_path(facts, col, value)
-            label = ", ".join(f"{c.split('.')[-1]}={v}" for c, v in zip(cols, row))
+            label = ", ".join(f"{c.split('.')[-1]}={_label(v)}" for c, v in zip(cols, row))
             out.append(Case(f"{raw['name']} [{label}]", facts, expect, str(path), rloc))
     return out

@@ -66,6 +66,8 @@ def _text(t) -> str:
         v = f"fact {v.path}"
     elif isinstance(v, bool):
         v = "true" if v else "false"
+    elif isinstance(v, tuple):
+        v = "[" + ", ".join(str(x) for x in v) + "]"
     return f"{t.path} {t.op}" + ("" if t.op in ("exists", "missing") else f" {v}")
 
 

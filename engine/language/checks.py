@@ -161,9 +161,10 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
 
     recommended = set()
     for rule in flow.rules:
+        before = len(errors.items)
         for t in leaves(rule.when):
             check_test(t, known, errors)
-        if not satisfiable(rule.when, enums):
+        if len(errors.items) == before and not satisfiable(rule.when, enums):
             errors.error(rule.loc, "never-fires", f"rule '{rule.id}' can never fire: its conditions contradict "
                          "each other")
         for a in rule.then:
@@ -210,9 +211,15 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
             elif isinstance(a, Recommend):
                 recommended.add(a.offer)
                 for f in ("discount", "term_months", "value", "propensity"):
-                    for r in refs(getattr(a, f)):
+                    v = getattr(a, f)
+                    for r in refs(v):
                         if r not in known:
                             errors.error(a.loc, "unknown-fact", f"'{r}' is not a known fact" + _hint(r, known))
+                        elif not known[r].numeric:
+                            errors.error(a.loc, "type", f"the offer's {f} must be a number; '{r}' is {known[r].type}")
+                    if v is not None and not isinstance(v, (FactRef,)) and not hasattr(v, "op") \
+                            and _type_of(v) != "number":
+                        errors.error(a.loc, "type", f"the offer's {f} must be a number; got {v!r}")
             if isinstance(a, (Recommend, RequestAction)):
                 for _, pv in a.params:
                     for r in refs(pv):
@@ -241,6 +248,11 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
                 check_test(t, known, errors)
         if table.hit_policy in ("unique", "any"):
             _overlaps(table, enums, errors)
+        if table.aggregation in ("sum", "min", "max"):
+            for row in table.rows:
+                if _type_of(row.outputs[0]) != "number":
+                    errors.error(row.loc, "type", f"table '{table.id}' aggregates with {table.aggregation}, so its "
+                                 f"output must be a number; row {row.index} gives {row.outputs[0]!r}")
 
     for comp in _cycles(items):
         names = " → ".join(sorted(it.id for it in comp))
@@ -298,6 +310,9 @@ def _check_guardrails(flow, known, input_types, recommended, derived, fdoc, erro
                 continue
             if len(table.outputs) != 1 or table.hit_policy in ("collect", "rule_order") and not table.aggregation:
                 errors.error(g.loc, "guardrail", f"table '{table.id}' must give one number (one output)")
+            elif any(_type_of(r.outputs[0]) != "number" for r in table.rows):
+                errors.error(g.loc, "guardrail", f"table '{table.id}' must give a number (a discount cap); its "
+                             "rows give other values")
             bound = {p for p, _ in g.bind}
             for p in table.inputs:
                 if p in bound:

@@ -160,6 +160,20 @@ def _derived_types(rulesets_raw, lowered_rules, known: dict) -> dict:
                 t = PathType("array")
             if t is not None and a.path not in out:
                 out[a.path] = t
+    # text facts that rules only ever set to literals get those literals as their enum, so a
+    # condition comparing with a misspelt value is refused instead of never matching
+    literals: dict[str, set] = {}
+    for rule in lowered_rules:
+        for a in rule.then:
+            if getattr(a, "path", None) is None or not hasattr(a, "value"):
+                continue
+            if isinstance(a.value, str) and literals.get(a.path, set()) is not None:
+                literals.setdefault(a.path, set()).add(a.value)
+            else:
+                literals[a.path] = None
+    for path, values in literals.items():
+        if values and path in out and out[path].type == "string":
+            out[path] = PathType("string", tuple(sorted(values)))
     return out
 
 
@@ -187,8 +201,24 @@ def _table_output_types(table_nodes) -> dict:
                     kinds.add("boolean" if isinstance(v, bool) else "number" if isinstance(v, (int, float))
                               else "string" if isinstance(v, str) else "other")
             if len(kinds) == 1:
-                out[path] = PathType(kinds.pop())
+                kind = kinds.pop()
+                enum = ()
+                if kind == "string":
+                    values = {v for row in node.get("rows") or [] for v in _row_outputs(node, row)[i:i + 1]
+                              if isinstance(v, str)}
+                    declared = (o.get("values") if isinstance(o, dict) else None) or []
+                    default = [o["default"]] if isinstance(o, dict) and isinstance(o.get("default"), str) else []
+                    enum = tuple(sorted(values | set(v for v in declared if isinstance(v, str)) | set(default)))
+                out[path] = PathType(kind, enum)
     return out
+
+
+def _row_outputs(node, row) -> list:
+    if isinstance(row, dict):
+        return row.get("then") if isinstance(row.get("then"), list) else []
+    if isinstance(row, list):
+        return row[len(node.get("inputs") or []):]
+    return []
 
 
 def load_flow(sources: Sources) -> Flow:
@@ -286,10 +316,24 @@ def _guardrail(lw: Lowerer, g: dict, path) -> Guardrail | None:
         lw.err(path, "guardrail", "a discount_cap guardrail takes either 'table' (caps by segment, term...) or "
                "'cap' (one number)")
         return None
+    common = {"id", "type", "description", "on_violation", "queue"}
+    allowed = common | {"discount_cap": {"table", "bind", "cap", "when", "approval_over"},
+                        "eligibility": {"offers", "actions", "require"},
+                        "min_confidence": {"scores", "minimum"}}[kind]
+    for key in g:
+        if key not in allowed:
+            lw.errors.error(lw.doc.key_at(path + (key,)), "guardrail",
+                            f"'{key}' does not apply to a {kind} guardrail (it takes {', '.join(sorted(allowed - common))})")
+    violations = {"discount_cap": ("clamp", "approval"), "eligibility": ("block", "approval"),
+                  "min_confidence": ("approval", "block")}[kind]
+    if g.get("on_violation", default_violation) not in violations:
+        lw.err(path + ("on_violation",), "guardrail", f"a {kind} guardrail takes on_violation "
+               f"{' or '.join(violations)}")
     need = {"discount_cap": (), "eligibility": ("require",), "min_confidence": ("scores", "minimum")}[kind]
     for key in need:
         if key not in g:
-            lw.err(path, "guardrail", f"a {kind} guardrail needs '{key}'")
+            article = "an" if kind[0] in "aeiou" else "a"
+            lw.err(path, "guardrail", f"{article} {kind} guardrail needs '{key}'")
             return None
     if kind == "eligibility" and not (g.get("offers") or g.get("actions")):
         lw.err(path, "guardrail", "an eligibility guardrail names the 'offers' and/or 'actions' it governs")
@@ -297,8 +341,6 @@ def _guardrail(lw: Lowerer, g: dict, path) -> Guardrail | None:
     require = lw.condition(g["require"], path + ("require",)) if "require" in g else None
     when = lw.condition(g["when"], path + ("when",)) if "when" in g else None
     on_violation = g.get("on_violation", default_violation)
-    if kind == "discount_cap" and on_violation == "block":
-        lw.err(path + ("on_violation",), "guardrail", "a discount cap clamps or asks for approval; use clamp or approval")
     return Guardrail(
         id=g["id"], type=kind, description=g["description"], on_violation=on_violation,
         queue=g.get("queue", "deal_desk"), table=g.get("table"), cap=g.get("cap"), when=when,

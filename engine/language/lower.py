@@ -19,6 +19,15 @@ PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 SCALAR = (str, int, float, bool)
 
 
+def _yaml(v) -> str:
+    """A value as the author wrote it in YAML (true, not True)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
 class Lowerer:
     """Turns one document into IR nodes; problems go to the shared collector."""
 
@@ -156,7 +165,7 @@ class Lowerer:
                     lo, hi = ARITY[op]
                     if len(args) < lo or (hi is not None and len(args) > hi):
                         want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
-                        self.err(path + (op,), "expression", f"'{op}' takes {want} arguments, got {len(args)}")
+                        self.err(path + (op,), "expression", f"'{op}' takes {want} argument{'' if want == '1' else 's'}, got {len(args)}")
                         return None
                     sub = path + (op,)
                     values = [self.value(a, sub + ((i,) if isinstance(raw, list) else ())) for i, a in enumerate(args)]
@@ -166,7 +175,7 @@ class Lowerer:
                         if op == "coalesce":
                             break
                         if not isinstance(v, (FactRef, Expr)) and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
-                            self.err(sub, "expression", f"'{op}' works on numbers; {a!r} is not one")
+                            self.err(sub, "expression", f"'{op}' works on numbers; {_yaml(a)} is not one")
                             return None
                     return Expr(op, tuple(values))
             close = difflib.get_close_matches(next(iter(node), ""), list(ARITY) + ["fact"], n=1)

@@ -213,3 +213,86 @@ def test_facts_schema_unknown_keyword_reported():
     assert "'USD' is not a JSON Schema keyword" in joined and "a comma in an unquoted YAML value" in joined
     assert "'typ' is not a JSON Schema keyword; did you mean 'type'?" in joined
     assert "mem/facts.schema.yaml:6:" in joined
+
+
+def test_offer_fields_must_be_numbers():
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when: [{fact: account.arr, gt: 1}]
+    then:
+      - recommend: {offer: o, kind: renewal, discount: "ten"}
+      - recommend: {offer: p, kind: renewal, discount: {fact: account.id}}
+""")
+    assert sum("the offer's discount must be a number" in e for e in errs) == 2
+
+
+def test_aggregated_and_cap_tables_must_give_numbers():
+    flow_text = """
+flow: t
+description: d
+rulesets: [r.yaml]
+guardrails:
+  - {id: g, type: discount_cap, description: d, table: bands}
+"""
+    errs = errors_of(HEAD + """
+tables:
+  - id: bands
+    hit_policy: first
+    inputs: [account.arr]
+    outputs: [x.band]
+    rows:
+      - ["> 10", high]
+      - ["-", low]
+  - id: sums
+    hit_policy: collect
+    aggregation: sum
+    inputs: [account.arr]
+    outputs: [x.total]
+    rows:
+      - ["> 10", a]
+""", flow=flow_text)
+    joined = "\n".join(errs)
+    assert "must give a number (a discount cap)" in joined and "aggregates with sum" in joined
+
+
+def test_guardrail_keys_and_violations_per_type():
+    flow_text = """
+flow: t
+description: d
+rulesets: [r.yaml]
+guardrails:
+  - {id: g1, type: eligibility, description: d, offers: [o], require: {fact: account.arr, gt: 1}, when: {fact: account.arr, gt: 1}}
+  - {id: g2, type: min_confidence, description: d, scores: [churn_risk], minimum: 0.5, on_violation: clamp}
+  - {id: g3, type: discount_cap, description: d, cap: 10, on_violation: block}
+"""
+    errs = errors_of(HEAD + "rules:\n  - id: a\n    when: [{fact: account.arr, gt: 1}]\n    then: [{recommend: {offer: o, kind: renewal}}]\n",
+                     flow=flow_text)
+    joined = "\n".join(errs)
+    assert "'when' does not apply to a eligibility guardrail" in joined
+    assert "a min_confidence guardrail takes on_violation approval or block" in joined
+    assert "a discount_cap guardrail takes on_violation clamp or approval" in joined
+
+
+def test_misspelt_derived_value_refused():
+    errs = errors_of(HEAD + """
+rules:
+  - id: a
+    when: [{fact: account.arr, gt: 100}]
+    then: [{set: {x.band: high}}]
+  - id: b
+    when: [{fact: account.arr, lte: 100}]
+    then: [{set: {x.band: low}}]
+  - id: c
+    when: [{fact: x.band, eq: hihg}]
+    then: [{set: {x.flag: true}}]
+""")
+    assert len(errs) == 1 and "'hihg' is not a value of 'x.band'" in errs[0] and "did you mean 'high'" in errs[0]
+
+
+def test_round_half_away_from_zero():
+    from engine.expressions import evaluate
+    from engine.ir import Expr
+    assert evaluate(Expr("round", (2.5,)), {}) == 3
+    assert evaluate(Expr("round", (1.005, 2)), {}) == 1.01
+    assert evaluate(Expr("round", (-2.5,)), {}) == -3
