@@ -91,6 +91,18 @@ def _coerce(value, schema: dict):
     return value
 
 
+def _non_finite(value, path):
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, f"{path}[{i}]")
+
+
 def _drop_nulls(value):
     if isinstance(value, dict):
         return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
@@ -147,6 +159,9 @@ class FactsModel:
         if not isinstance(facts, dict):
             raise FactsError([FactProblem("$", "facts must be a JSON object")])
         coerced = _drop_nulls(_coerce(facts, self.schema))
+        bad = list(_non_finite(coerced, "$"))
+        if bad:
+            raise FactsError([FactProblem(p, "not a finite number") for p in bad])
         if self._fast is not None:
             try:
                 self._fast(coerced)

@@ -15,11 +15,11 @@ import threading
 import durable_rules_engine as _dre
 
 from .actions import RulesOutcome, fire
-from .compile.durable import CATCH, DurableProgram, compile_flow
+from .compile.durable import CATCH, DurableProgram, compile_flow, durable_json
 from .errors import DecisionError
 
 _names = itertools.count(1)
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = durable_json
 
 
 class DurableEngine:
@@ -38,7 +38,24 @@ class DurableEngine:
         with self._lock:
             if self._closed:
                 raise DecisionError("engine-closed", f"engine {self.name} was closed")
-            return self._run(wm)
+            try:
+                return self._run(wm)
+            except _dre.error as exc:
+                # the extension's state for this session cannot be trusted (deleting it may
+                # abort the process): drop the whole handle and start a fresh one
+                self._recycle()
+                raise DecisionError("engine-error", f"the rule engine refused this decision ({exc}); "
+                                    "the engine was reset") from None
+
+    def _recycle(self) -> None:
+        old = self._handle
+        self.name = f"{self.flow.name}_{self.flow.version}_{os.getpid()}_{next(_names)}"
+        self._handle = _dre.create_ruleset(self.name, _dumps(self.program.definition))
+        self._sids = itertools.count(1)
+        try:
+            _dre.delete_ruleset(old)
+        except _dre.error:
+            pass
 
     def _run(self, wm: dict) -> RulesOutcome:
         h = self._handle
@@ -56,7 +73,7 @@ class DurableEngine:
         text = _dumps(doc)
         _, state = _dre.assert_fact(h, text)
         error = None
-        try:
+        try:  # from here every exit drives the session to its end and deletes it
             res = _dre.start_action_for_state(h, state)
             msg = res[1] if res else None
             while msg:
@@ -73,7 +90,7 @@ class DurableEngine:
                         pending.append(idx)
                         try:
                             changed = fire(items[idx], wm, out, reads[idx])
-                        except DecisionError as exc:
+                        except Exception as exc:  # noqa: BLE001 - the session is drained, then it is raised
                             error, changed = exc, ()
                         if changed and not watched.isdisjoint(changed):
                             _dre.retract_fact(h, text)
@@ -88,8 +105,9 @@ class DurableEngine:
                     _dre.retract_fact(h, text)
                     text = None
                 msg = _dre.complete_and_start_action(h, state)
-        finally:
-            _dre.delete_state(h, sid)
+        except _dre.error:
+            raise  # never delete a session the extension failed in: run() recycles the handle
+        _dre.delete_state(h, sid)
         if error is not None:
             raise error
         return out

@@ -12,18 +12,31 @@ action ran can crash the extension). Priorities map to durable's unsigned 16-bit
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from ..actions import agenda_items, condition_of
 from ..conditions import nnf, paths_read, test_holds_ext
+from . import limits
 from ..errors import Diagnostic, RulesetError
 from ..ir import All, Any_, FactRef, Rule, Test
 
 CATCH = "catch"
 PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"}
-# Measured limits of the extension (docs/engine.md): beyond them it fails or crashes at run time.
-MAX_ITEMS = 1000
-MAX_TESTS_PER_ITEM = 60
+
+
+_EXPONENT = re.compile(r'("[vx]\d+":-?\d+)([eE])')
+
+
+def durable_json(obj) -> str:
+    """JSON as durable_rules parses it: its parser refuses an exponent without a decimal point
+    (`1e-05`, `1e+17`, which Python writes for small and large floats), so one is added.
+    Only values right after our own keys (`"v3":`) are touched; inside a string every quote is
+    escaped, so no text a fact carries can look like that."""
+    return _EXPONENT.sub(r"\1.0\2", _encoder(obj))
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def encode(value):
@@ -124,36 +137,32 @@ class _Compiler:
         raise TypeError(cond)
 
 
-def _count_tests(expr) -> int:
-    if isinstance(expr, dict):
-        if "$and" in expr or "$or" in expr:
-            return sum(_count_tests(e) for e in next(iter(expr.values())))
-        return 1
-    return 0
+def _conjuncts(expr) -> list:
+    """A top-level `$and` flattened, equality tests first (sorted by field), so rules share
+    the alpha network's prefixes and its matching stack stays shallow."""
+    if expr is None:
+        return []
+    parts = expr["$and"] if set(expr) == {"$and"} else [expr]
+    flat = []
+    for p in parts:
+        flat.extend(p["$and"] if set(p) == {"$and"} else [p])
+    eq = sorted((p for p in flat if not next(iter(p)).startswith("$")),
+                key=lambda p: (next(iter(p)), json.dumps(p)))
+    rest = [p for p in flat if next(iter(p)).startswith("$")]
+    return eq + rest
 
 
 def compile_flow(flow) -> DurableProgram:
     items = agenda_items(flow)
     c = _Compiler()
     definition = {}
-    problems = []
-    if len(items) > MAX_ITEMS:
-        problems.append(Diagnostic(_loc(flow), "engine-limit", f"{len(items)} rules and tables; the engine is "
-                                   f"measured safe up to {MAX_ITEMS} per flow: split the flow"))
     for i, item in enumerate(items):
         cond = nnf(condition_of(item))
-        if isinstance(cond, All) and not cond.items:
-            expr = None
-        else:
-            expr = c.expr(cond)
-        parts = [{"$nex": {f"__f{i}": 1}}, {"k": 1}] + ([expr] if expr is not None else [])
-        if _count_tests(expr) > MAX_TESTS_PER_ITEM:
-            problems.append(Diagnostic(item.loc, "engine-limit", f"'{item.id}' compiles to {_count_tests(expr)} "
-                                       f"tests; the engine is measured safe up to {MAX_TESTS_PER_ITEM} per rule"))
+        expr = None if isinstance(cond, All) and not cond.items else c.expr(cond)
+        parts = [{"k": 1}] + _conjuncts(expr) + [{"$nex": {f"__f{i}": 1}}]
         definition[f"i{i}"] = {"all": [{"m": {"$and": parts}}], "pri": 32768 - item.priority}
     definition[CATCH] = {"all": [{"m": {"k": 1}}], "pri": 65535}
-    if problems:
-        raise RulesetError(problems)
+    _check_limits(flow, items, c, definition)
     reads = [sorted(paths_read(condition_of(it))) if isinstance(it, Rule) else None for it in items]
     watched = frozenset(c.keys) | frozenset(t.path for _, t in c.python_tests)
     return DurableProgram(definition, items, dict(c.keys), list(c.python_tests), reads, watched)
@@ -164,5 +173,36 @@ def _loc(flow):
     return Location(flow.file)
 
 
+def _check_limits(flow, items, c, definition) -> None:
+    """Refuse, with the measured reason, what the extension would fail or crash on at run time."""
+    where = _loc(flow)
+    problems = []
+    fields = len(c.keys) + len(c.python_tests)
+    markers = min(flow.max_firings, len(items))
+    if len(items) + 1 > limits.MAX_RULES:
+        problems.append(f"{len(items)} rules and tables; the engine takes at most {limits.MAX_RULES - 1}")
+    if 3 + fields + markers > limits.MAX_PROPERTIES:
+        problems.append(f"a decision's working fact would carry {3 + fields + markers} properties ({fields} facts "
+                        f"read by conditions, up to {markers} fired-rule markers); the engine takes at most "
+                        f"{limits.MAX_PROPERTIES}: lower max_firings in flow.yaml or split the flow")
+    if not problems:
+        most, most_nex = limits.widest(definition)
+        if most > limits.MAX_CHILDREN or most_nex > limits.MAX_NEX_CHILDREN:
+            problems.append(f"{max(most, most_nex)} rules share one condition prefix; the engine takes at most "
+                            f"{limits.MAX_NEX_CHILDREN} (rules with identical conditions) or {limits.MAX_CHILDREN} "
+                            "(branches of one test): split the flow")
+        bound = limits.stack_bound(definition)
+        if bound > limits.STACK:
+            problems.append(f"in the worst case one fact matches {bound} overlapping tests at once; the engine's "
+                            f"matching stack holds {limits.STACK}: make conditions more specific (equalities on "
+                            "segment, plan...) or split the flow")
+    names = ["sid", "id", "k"] + list(c.keys.values()) + [k for k, _ in c.python_tests] + \
+        [f"__f{i}" for i in range(len(items))]
+    for a, b in limits.colliding(names):
+        problems.append(f"internal field names '{a}' and '{b}' collide in the engine's hash")
+    if problems:
+        raise RulesetError([Diagnostic(where, "engine-limit", p) for p in problems])
+
+
 def dumps(program: DurableProgram) -> str:
-    return json.dumps(program.definition, sort_keys=False, separators=(",", ":"))
+    return durable_json(program.definition)

@@ -19,6 +19,10 @@ PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 SCALAR = (str, int, float, bool)
 
 
+def _finite(v) -> bool:
+    return not isinstance(v, float) or (v == v and v not in (float("inf"), float("-inf")))
+
+
 def _yaml(v) -> str:
     """A value as the author wrote it in YAML (true, not True)."""
     if isinstance(v, bool):
@@ -115,6 +119,9 @@ class Lowerer:
                 return Test(fact, op, FactRef(raw["fact"]), loc)
             if not isinstance(raw, SCALAR) or raw is None:
                 self.err(vpath, "operand", f"'{op}' takes a single value (number, text, true/false)")
+                return None
+            if not _finite(raw):
+                self.err(vpath, "operand", f"'{op}' needs a finite number")
                 return None
             return Test(fact, op, raw, loc)
         if op == "between":

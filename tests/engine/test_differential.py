@@ -13,7 +13,7 @@ from engine.ir import (
 )
 from engine.session import DurableEngine
 
-NUMS = [-1, 0, 0.3, 0.5, 0.7, 1, 2, 2.5, 10, 90, 91, 100000]
+NUMS = [-1, 0, 0.3, 0.5, 0.7, 1, 2, 2.5, 10, 90, 91, 100000, 1e-05, -2.5e-07, 1e17, 1.5e16]
 STRS = ["x", "y", "z", "smb", "", "a b", "é"]
 NUM_PATHS = ["in.a", "in.b", "in.e", "d.n1", "d.n2"]
 STR_PATHS = ["in.c", "in.name", "d.s1"]
