@@ -192,15 +192,20 @@ def flatten(facts: dict, prefix: str = "", out: dict | None = None) -> dict:
     return out
 
 
+def set_path(target: dict, dotted: str, value) -> None:
+    """Set a dotted path in nested dicts, creating the levels it needs."""
+    parts = dotted.split(".")
+    node = target
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = node[p] = {}
+        node = nxt
+    node[parts[-1]] = value
+
+
 def unflatten(wm: dict) -> dict:
     out: dict = {}
     for path, value in wm.items():
-        node = out
-        parts = path.split(".")
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if not isinstance(nxt, dict):
-                nxt = node[p] = {}
-            node = nxt
-        node[parts[-1]] = value
+        set_path(out, path, value)
     return out

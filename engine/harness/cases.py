@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Collector, Location
+from ..facts import set_path
 from ..language import schemas
 from ..loader import load_file
 
@@ -28,17 +29,6 @@ class Case:
     @property
     def id(self) -> str:
         return f"{self.file}::{self.name}"
-
-
-def _set_path(target: dict, dotted: str, value) -> None:
-    parts = dotted.split(".")
-    node = target
-    for p in parts[:-1]:
-        nxt = node.get(p)
-        if not isinstance(nxt, dict):
-            nxt = node[p] = {}
-        node = nxt
-    node[parts[-1]] = value
 
 
 def _label(v) -> str:
@@ -91,7 +81,7 @@ def load_cases(path: Path, flow_name: str, errors: Collector) -> list[Case]:
                 elif col.startswith("expect."):
                     expect[col[len("expect."):]] = value
                 else:
-                    _set_path(facts, col, value)
+                    set_path(facts, col, value)
             label = ", ".join(f"{c.split('.')[-1]}={_label(v)}" for c, v in zip(cols, row))
             out.append(Case(f"{raw['name']} [{label}]", facts, expect, str(path), rloc))
     return out

@@ -559,48 +559,11 @@ def test_stack_overflow_depends_on_the_data():
 # `$nex` child whose field is absent, every `$ex` child whose field is present,
 # every field-to-field child).  More than 64 pending entries -> error 303.
 
-def alpha_trie(ruleset):
-    forward = iter(range(1 << 30))
-
-    def add(node, cond):
-        (k, v), = cond.items()
-        if k == "$and":
-            for c in v:
-                node = add(node, c)
-            return node
-        if k == "$or":
-            fwd, key = {}, ("$forward", "$nex", str(next(forward)))
-            for member in v:
-                add(node, member)[key] = fwd
-            return fwd
-        key = (next(iter(v)), k, json.dumps(next(iter(v.values())))) if k.startswith("$") \
-            else (k, "$eq", json.dumps(v))
-        return node.setdefault(key, {})
-
-    root = {}
-    for rule in ruleset.values():
-        add(root, rule["all"][0]["m"])
-    return root
-
+# the model lives in the compiler (engine/compile/limits.py); these tests hold it to the engine
+from engine.compile.limits import alpha_trie, stack_bound  # noqa: E402
 
 _OPS = {"$eq": lambda x, c: x == c, "$neq": lambda x, c: x != c, "$gt": lambda x, c: x > c,
         "$gte": lambda x, c: x >= c, "$lt": lambda x, c: x < c, "$lte": lambda x, c: x <= c}
-
-
-def max_pushed(children):
-    """Most children one fact can push: every $nex/$ex/field-ref/forward child, plus per
-    field the largest number of constant comparisons one value can satisfy."""
-    n, by_field = 0, {}
-    for field, op, const in children:
-        c = json.loads(const)
-        if op in _OPS and not isinstance(c, dict):
-            by_field.setdefault(field, []).append((op, c))
-        else:
-            n += 1
-    for conds in by_field.values():
-        cands = {c + d for _, c in conds for d in (-0.5, 0, 0.5)}
-        n += max(sum(_OPS[op](x, c) for op, c in conds) for x in cands)
-    return n
 
 
 def _walk(node, acc, pushed_children):
@@ -610,12 +573,6 @@ def _walk(node, acc, pushed_children):
     for child in (kids if isinstance(kids, list) else node.values()):
         best = max(best, _walk(child, acc + max(p - 1, 0), pushed_children))
     return best
-
-
-def stack_bound(ruleset):
-    """Worst case over all facts (markers absent):
-    max over root->node paths of sum(pushed(ancestor) - 1) + pushed(node)."""
-    return _walk(alpha_trie(ruleset), 0, max_pushed)
 
 
 def fact_bound(ruleset, fact):
