@@ -167,7 +167,6 @@ def decide():
             raise invalid([{"path": "$.facts" + p.path[1:], "message": p.message} for p in exc.problems],
                           "the facts do not fit the flow's facts schema") from None
         except DecisionError as exc:
-            metrics.ERRORS.labels("decision").inc()
             raise Problem(422, "The rules could not decide", str(exc), TYPES + "decision-failed", code=exc.code)
         if req["dry_run"]:
             body = response_body(decision, None, None, True)

@@ -25,10 +25,19 @@ class Problem(Exception):
 
 
 def problem_response(p: Problem) -> Response:
+    from . import metrics
+    metrics.ERRORS.labels(_kind(p)).inc()
     resp = Response(json.dumps(p.body()), status=p.status, mimetype="application/problem+json")
     if p.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="postsale"'
     return resp
+
+
+def _kind(p: Problem) -> str:
+    if p.status >= 500:
+        return "internal"
+    return {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large",
+            422: p.type.rsplit("/", 1)[-1] if p.type.startswith(TYPES) else "unprocessable"}.get(p.status, str(p.status))
 
 
 def invalid(errors: list[dict], detail: str = "the request has problems; every one is listed in 'errors'") -> Problem:

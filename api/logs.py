@@ -22,8 +22,10 @@ class JsonFormatter(logging.Formatter):
             v = getattr(record, k, None)
             if v is not None:
                 out[k] = v
-        if record.exc_info:
-            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            # the first line names the failure; later lines of database errors carry SQL parameters
+            out["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
         return json.dumps(out)
 
 

@@ -40,6 +40,7 @@ class Runtime:
         self.deciders: dict[str, Decider] = {}
         self._seen_id = 0
         self._checked = 0.0
+        self._purged = time.monotonic()
         self._lock = threading.Lock()
 
     # ---- ruleset versions ----
@@ -70,6 +71,14 @@ class Runtime:
         if not force and t - self._checked < self.settings.reload_poll_seconds:
             return
         self._checked = t
+        if t - self._purged > 3600:
+            self._purged = t
+            try:
+                removed = self.idempotency.purge_expired()
+                if removed:
+                    log.info("removed %d expired idempotency keys", removed)
+            except Exception:  # noqa: BLE001 - retried next hour
+                log.warning("could not remove expired idempotency keys")
         with self.factory() as s:
             top = s.scalar(select(func.max(RulesetVersion.id))) or 0
         if top <= self._seen_id and not force:

@@ -50,15 +50,16 @@ class IdempotencyStore:
                     return REPLAY, (entry["status"], entry["body"])
         with self.factory() as s:
             row = s.get(IdempotencyKey, key)
-            if row is None:
-                return NEW, None
-            if _aware(row.expires_at) <= now():
-                with transaction(self.factory) as tx:
-                    tx.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key))
-                return NEW, None
-            if row.request_hash != req_hash:
-                return MISMATCH, None
-            return REPLAY, (row.response_status, row.response_body)
+        if row is None:
+            return NEW, None
+        if _aware(row.expires_at) <= now():
+            with transaction(self.factory) as tx:
+                tx.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key,
+                                                        IdempotencyKey.expires_at <= now()))
+            return NEW, None
+        if row.request_hash != req_hash:
+            return MISMATCH, None
+        return REPLAY, (row.response_status, row.response_body)
 
     def wait_in_flight(self, key: str, req_hash: str, timeout: float = 10.0):
         """With Redis: claim the key, or wait for the request holding it to finish."""

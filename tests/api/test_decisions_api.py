@@ -180,3 +180,38 @@ def test_readme_example_request(client, root):
     r = client.post("/v1/decisions", json=body, headers=auth())
     assert r.status_code == 201 and r.json["offers"]
     assert "examples/decision-request.json" in (root / "README.md").read_text()
+
+
+def test_hashed_keys_file(settings, tmp_path, example_facts):
+    """Production keys: a file of SHA-256 hashes with scopes; the plain key is never stored."""
+    import hashlib
+    from dataclasses import replace
+
+    from api import create_app
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"crm:\n  sha256: {hashlib.sha256(b'prod-secret').hexdigest()}\n  scopes: [decide]\n")
+    app = create_app(replace(settings, api_keys={}, api_keys_file=keys))
+    try:
+        c = app.test_client()
+        assert c.post("/v1/decisions", json={"facts": example_facts}, headers=auth("prod-secret")).status_code == 201
+        assert c.get("/v1/rulesets", headers=auth("prod-secret")).status_code == 403
+        assert c.post("/v1/decisions", json={"facts": example_facts}, headers=auth("k-decide")).status_code == 401
+    finally:
+        app.extensions["postsale"].close()
+
+
+def test_expired_idempotency_keys_are_purged(app, client, example_facts):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from adapters.store.db import now, transaction
+    from adapters.store.models import IdempotencyKey
+    rt = app.extensions["postsale"]
+    h = auth(**{"Idempotency-Key": "old"})
+    first = client.post("/v1/decisions", json={"facts": example_facts}, headers=h).json["id"]
+    with transaction(rt.factory) as s:
+        s.execute(update(IdempotencyKey).values(expires_at=now() - timedelta(seconds=1)))
+    again = client.post("/v1/decisions", json={"facts": example_facts}, headers=h)
+    assert again.status_code == 201 and again.json["id"] != first  # past the retention window: a new decision
+    assert rt.idempotency.purge_expired() == 0
