@@ -1,0 +1,184 @@
+"""`postsale models ...`: train, evaluate, list and generate. Arguments only; the work is elsewhere.
+
+    postsale models generate --rows 20000 --seed 42 --out var/accounts.csv
+    postsale models train var/accounts.csv --target churned --type gbm [--out models/...] [--version 1.0.0]
+    postsale models evaluate models/churn-gbm-1.0.0.json var/holdout.csv [--json]
+    postsale models list [--dir models] [--json]
+
+Exit codes: 0 done, 1 an input (CSV, artifact) does not load or training failed.
+`train` needs scikit-learn (requirements-dev.txt); the other commands do not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ScorerError
+
+OK, LOAD_ERROR = 0, 1
+
+
+def add_subcommands(subparsers) -> argparse.ArgumentParser:
+    """Add `models` (with train / evaluate / list / generate) to an argparse subparsers object."""
+    m = subparsers.add_parser("models", help="train, evaluate and list scorer models")
+    sub = m.add_subparsers(dest="models_command", required=True)
+
+    t = sub.add_parser("train", help="train a model on a CSV of accounts and write its artifact")
+    t.add_argument("data", help="CSV of accounts with outcomes (see `models generate`)")
+    t.add_argument("--target", required=True, help="outcome column: churned or accepted_upsell")
+    t.add_argument("--type", dest="model_type", choices=["gbm", "logistic"], required=True)
+    t.add_argument("--out", help="artifact path (default: <dir>/<name>-<version>.json)")
+    t.add_argument("--dir", default="models", help="where --out defaults to (default: models)")
+    t.add_argument("--version", default="1.0.0")
+    t.add_argument("--name", help="model name (default: churn-<type> / upsell-<type>)")
+    t.add_argument("--output", help="the score fact it fills (default: churn_risk / upsell_propensity)")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--calibration", choices=["none", "platt", "isotonic"],
+                   help="default: none for logistic, platt for gbm")
+    t.add_argument("--trees", type=int, help="gbm: number of trees (default 50)")
+    t.add_argument("--depth", type=int, help="gbm: tree depth (default 3)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="AUC, Brier, calibration table and top-decile lift on a CSV")
+    e.add_argument("artifact")
+    e.add_argument("data")
+    e.add_argument("--json", action="store_true", help="the figures as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    ls = sub.add_parser("list", help="the artifacts in a folder")
+    ls.add_argument("--dir", default="models")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    g = sub.add_parser("generate", help="write a synthetic book of accounts (seeded, reproducible)")
+    g.add_argument("--rows", type=int, default=20000)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--health-shift", type=float, default=0.0, help="shift the hidden health (drifted books)")
+    g.add_argument("--out", required=True, help="CSV file to write ('-' for stdout)")
+    g.set_defaults(func=cmd_generate)
+    return m
+
+
+def _err(msg: str) -> int:
+    print(msg, file=sys.stderr)
+    return LOAD_ERROR
+
+
+def cmd_train(args, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        from . import training
+    except ImportError as exc:
+        return _err(f"postsale models train needs scikit-learn and numpy ({exc}): "
+                    "pip install -r requirements-dev.txt")
+    params = {}
+    if args.trees is not None:
+        params["n_estimators"] = args.trees
+    if args.depth is not None:
+        params["max_depth"] = args.depth
+    if params and args.model_type != "gbm":
+        return _err("--trees and --depth apply to --type gbm only")
+    try:
+        doc = training.train_file(args.data, args.target, args.model_type, version=args.version, name=args.name,
+                                  output=args.output, seed=args.seed, calibration=args.calibration,
+                                  params=params or None)
+    except (ScorerError, training.TrainingError) as exc:
+        return _err(str(exc))
+    path = Path(args.out) if args.out else Path(args.dir) / f"{doc['name']}-{doc['version']}.json"
+    training.write(doc, path)
+    m = doc["metrics"]["holdout"]
+    print(f"{path}: {doc['name']}@{doc['version']} ({doc['model_type']}) → scores.{doc['output']}: "
+          f"holdout of {m['rows']} rows: AUC {m['auc']:.4f}, Brier {m['brier']:.4f}, "
+          f"top-decile lift {m['top_decile_lift']:.2f}, {path.stat().st_size // 1024} KB", file=out)
+    return OK
+
+
+def evaluate(artifact_path, data_path) -> dict:
+    """Score every row of the CSV with the artifact (the serving path) and compute the metrics."""
+    from . import metrics
+    from .dataset import labels, read_csv
+    from .scorer import load
+    scorer = load(artifact_path)
+    records = read_csv(data_path)
+    y = labels(records, scorer.target, data_path)
+    results = [scorer.score(r.facts) for r in records]
+    summary = metrics.summary(y, [r.value for r in results])
+    summary["raw_auc"] = round(metrics.auc(y, [r.raw for r in results]), 4)
+    summary["mean_confidence"] = round(sum(r.confidence for r in results) / len(results), 4)
+    return {"model": scorer.model_version, "target": scorer.target, "data": str(data_path), **summary}
+
+
+def format_evaluation(ev: dict) -> str:
+    lines = [
+        f"{ev['model']} on {ev['data']} ({ev['rows']} rows, {ev['target']} rate {ev['base_rate']:.4f})",
+        f"  AUC              {ev['auc']:.4f}",
+        f"  Brier score      {ev['brier']:.4f}",
+        f"  log loss         {ev['log_loss']:.4f}",
+        f"  top-decile lift  {ev['top_decile_lift']:.2f}",
+        f"  mean confidence  {ev['mean_confidence']:.4f}",
+        "  calibration:     bin          rows   predicted  observed",
+    ]
+    for row in ev["calibration"]:
+        mp = "" if row["mean_predicted"] is None else f"{row['mean_predicted']:.4f}"
+        ob = "" if row["observed_rate"] is None else f"{row['observed_rate']:.4f}"
+        lines.append(f"                   {row['bin']:<12} {row['count']:>5}   {mp:>9}  {ob:>8}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_evaluate(args, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        ev = evaluate(args.artifact, args.data)
+    except ScorerError as exc:
+        return _err(str(exc))
+    out.write(json.dumps(ev, indent=2) + "\n" if args.json else format_evaluation(ev))
+    return OK
+
+
+def cmd_list(args, out=None) -> int:
+    from .service import ModelRegistry
+    out = out or sys.stdout
+    d = Path(args.dir)
+    if not d.is_dir():
+        return _err(f"{d}: not a folder")
+    rows = ModelRegistry(d).entries()
+    if args.json:
+        out.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        if not rows:
+            print(f"{d}: no artifacts (*.json)", file=out)
+        for r in rows:
+            if r["error"]:
+                print(f"{Path(r['file']).name}: INVALID: {r['error'].splitlines()[0]}", file=out)
+                continue
+            m = r["metrics"]
+            print(f"{r['model_version']:<24} {r['model_type']:<9} scores.{r['output']:<18} "
+                  f"AUC {m.get('auc', float('nan')):.4f}  Brier {m.get('brier', float('nan')):.4f}  "
+                  f"lift@10% {m.get('top_decile_lift', float('nan')):.2f}  {Path(r['file']).name}", file=out)
+    return LOAD_ERROR if any(r["error"] for r in rows) else OK
+
+
+def cmd_generate(args, out=None) -> int:
+    from . import synthetic
+    if args.rows < 0:
+        return _err("--rows must be >= 0")
+    if args.out == "-":
+        synthetic.to_csv(synthetic.generate(args.rows, args.seed, args.health_shift), out or sys.stdout)
+        return OK
+    path = synthetic.write_csv(args.out, args.rows, args.seed, args.health_shift)
+    print(f"{path}: {args.rows} accounts (seed {args.seed})", file=out or sys.stdout)
+    return OK
+
+
+def main(argv=None) -> int:
+    """Run `models ...` on its own: python -m engine.scorers.cli models list."""
+    p = argparse.ArgumentParser(prog="postsale")
+    add_subcommands(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
