@@ -162,7 +162,7 @@ def decide():
 
     try:
         try:
-            decision = decider.decide(req["facts"])
+            decision, decided_facts = decider.decide_full(req["facts"])
         except FactsError as exc:
             raise invalid([{"path": "$.facts" + p.path[1:], "message": p.message} for p in exc.problems],
                           "the facts do not fit the flow's facts schema") from None
@@ -180,7 +180,7 @@ def decide():
 
         try:
             decision_id, _, _ = rt.decisions.record(
-                flow=flow_name, version=decision["ruleset_version"], facts=req["facts"], context=req["context"],
+                flow=flow_name, version=decision["ruleset_version"], facts=decided_facts, context=req["context"],
                 result=decision, request_hash=request_hash(payload), api_key_id=g.api_key_id, idempotency=complete)
         except IntegrityError:
             if idem is None:

@@ -8,7 +8,7 @@ from apispec.yaml_utils import load_operations_from_docstring
 from . import schemas
 
 DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history", "rulesets.list_rulesets",
-              "rulesets.reload")
+              "rulesets.reload", "rulesets.list_models")
 
 
 def build(app) -> dict:

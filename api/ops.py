@@ -27,6 +27,7 @@ def readyz():
 
 @bp.get("/metrics")
 def prometheus():
+    metrics.update_drift(current_app.extensions["postsale"].scoring)
     data, ctype = metrics.render()
     return Response(data, mimetype=ctype.split(";")[0], headers={"Content-Type": ctype})
 

@@ -28,6 +28,24 @@ def list_rulesets():
                     "default_flow": rt.settings.default_flow})
 
 
+@bp.get("/v1/models")
+@require("read")
+def list_models():
+    """The selected scoring models, their evaluation figures and feature drift (PSI).
+    ---
+    get:
+      summary: Models and drift
+      responses:
+        200: {description: models}
+    """
+    from . import metrics
+    rt = current_app.extensions["postsale"]
+    if rt.scoring is None:
+        return jsonify({"models": [], "scoring": "off: scores come with the facts"})
+    metrics.update_drift(rt.scoring)
+    return jsonify({"models": rt.scoring.models()})
+
+
 @bp.post("/v1/rulesets/reload")
 @require("admin")
 def reload():

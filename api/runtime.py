@@ -24,6 +24,17 @@ from engine.language.flows import Sources, discover, load_flow
 log = logging.getLogger("postsale.runtime")
 
 
+def build_scoring(settings, redis=None):
+    """The selected scorers (POSTSALE_MODELS); drift counts in Redis when there is one."""
+    if not settings.models.strip():
+        return None
+    from engine.scorers.drift import InProcessDriftStore, RedisDriftStore
+    from engine.scorers.service import ScoringService
+    store = RedisDriftStore(redis) if redis is not None else InProcessDriftStore()
+    return ScoringService.from_config(settings.models_dir, settings.models, drift_store=store,
+                                      psi_threshold=settings.psi_threshold, drift_fact=True)
+
+
 def read_sources(directory) -> dict:
     return {name: text for name, text in Sources.from_dir(directory).files.items() if isinstance(text, str)}
 
@@ -37,6 +48,7 @@ class Runtime:
         self.factory = sessions(self.db)
         self.decisions = DecisionStore(self.factory)
         self.idempotency = IdempotencyStore(self.factory, settings.idempotency_ttl_seconds, redis)
+        self.scoring = build_scoring(settings, redis)
         self.deciders: dict[str, Decider] = {}
         self._seen_id = 0
         self._checked = 0.0
@@ -46,6 +58,20 @@ class Runtime:
     # ---- ruleset versions ----
     def flow_dirs(self) -> dict:
         return {p.name: p for p in discover([self.settings.rules_dir])}
+
+    def record_models(self, actor: str | None = None) -> None:
+        """A change of model selection is recorded like a ruleset change (audit_log)."""
+        from sqlalchemy import select as _select
+
+        from adapters.store.models import AuditEntry
+        selected = self.scoring.model_versions if self.scoring else {}
+        with self.factory() as s:
+            last = s.scalars(_select(AuditEntry).where(AuditEntry.kind == "models.selected")
+                             .order_by(AuditEntry.id.desc()).limit(1)).first()
+        previous = last.detail.get("models") if last else None
+        if previous != selected:
+            with transaction(self.factory) as s:
+                audit(s, actor, "models.selected", "scorers", {"models": selected, "previous": previous})
 
     def start(self) -> None:
         """Serve the newest recorded version of each flow; record the files on disk for new flows.
@@ -93,7 +119,7 @@ class Runtime:
                 except RulesetError as exc:
                     log.error("recorded version %s of flow %s does not load: %s", row.version, name, exc)
                     continue
-                self._swap(name, Decider(flow))
+                self._swap(name, Decider(flow, scoring=self.scoring))
             self._seen_id = max(self._seen_id, top)
 
     def _swap(self, name: str, decider: Decider) -> None:
@@ -135,7 +161,7 @@ class Runtime:
             for name, (flow, _) in loaded.items():
                 current = self.deciders.get(name)
                 if current is None or current.flow.version != flow.version:
-                    self._swap(name, Decider(flow))
+                    self._swap(name, Decider(flow, scoring=self.scoring))
         if self.redis is not None:
             try:
                 self.redis.publish("postsale:rulesets", "reload")

@@ -37,6 +37,9 @@ class Settings:
     reload_poll_seconds: float = 1.0
     log_level: str = "INFO"
     port: int = 8000
+    models_dir: Path = ROOT / "models"
+    models: str = "churn-gbm@1.0.0,upsell-gbm@1.0.0"  # empty: no scoring, scores come with the facts
+    psi_threshold: float = 0.2
 
     @property
     def embedded(self) -> bool:
@@ -68,5 +71,7 @@ def from_env(env=None) -> Settings:
         max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
         idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        models_dir=Path(env.get("POSTSALE_MODELS_DIR") or ROOT / "models"),
+        models=env.get("POSTSALE_MODELS", "churn-gbm@1.0.0,upsell-gbm@1.0.0"),
         port=_int(env, "PORT", 8000),
     )

@@ -124,6 +124,7 @@ def activate_rules() -> int:
     settings = from_env()
     rt = Runtime(settings, KeyRing([]))
     try:
+        rt.record_models(actor="serve")
         for change in rt.reload(actor="serve"):
             state = "activated" if change["changed"] else "unchanged"
             print(f"flow {change['flow']} @ {change['version']}: {state}")
@@ -183,6 +184,8 @@ def parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_migrate)
     sv = sub.add_parser("serve", help="migrate, then serve the HTTP API through gunicorn (PORT, default 8000)")
     sv.set_defaults(func=cmd_serve)
+    from .scorers.cli import add_subcommands as add_model_commands
+    add_model_commands(sub)
     return p
 
 

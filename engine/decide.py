@@ -12,8 +12,9 @@ from .session import DurableEngine
 class Decider:
     """A loaded flow ready to decide; `engine` is 'durable' (production) or 'reference'."""
 
-    def __init__(self, flow, engine: str = "durable"):
+    def __init__(self, flow, engine: str = "durable", scoring=None):
         self.flow = flow
+        self.scoring = scoring
         self.facts = FactsModel(flow.facts_schema)
         self.engine_name = engine
         self.engine = DurableEngine(flow) if engine == "durable" else ReferenceEngine(flow)
@@ -23,11 +24,26 @@ class Decider:
             self.engine.close()
 
     def decide(self, facts: dict) -> dict:
+        return self.decide_full(facts)[0]
+
+    def decide_full(self, facts: dict) -> tuple[dict, dict]:
+        """(decision, the facts it was made on: validated, with the scores the models added).
+
+        Scores a caller sends are kept, so replaying the recorded facts gives the same decision."""
         prepared = self.facts.prepare(facts)
+        scored = {}
+        if self.scoring is not None:
+            prepared, results = self.scoring.apply_explained(prepared)
+            if results:
+                prepared = self.facts.prepare(prepared)
+                scored = {name: {"value": r.value, "confidence": r.confidence, "model": r.model_version,
+                                 "flags": list(r.flags)} for name, r in sorted(results.items())}
         inputs = flatten(prepared)
         wm = dict(inputs)
         outcome = self.engine.run(wm)
-        return plan(self.flow, inputs, wm, outcome)
+        decision = plan(self.flow, inputs, wm, outcome)
+        decision["trace"]["scores"] = scored
+        return decision, prepared
 
 
 def plan(flow, inputs: dict, wm: dict, outcome) -> dict:

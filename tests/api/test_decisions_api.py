@@ -28,7 +28,11 @@ def test_decide_read_back_and_history(client, example_facts):
     rec = client.get(f"/v1/decisions/{body['id']}", headers=auth("k-read"))
     assert rec.status_code == 200
     assert rec.json["decision"]["trace"]["fired"][0]["matched"] == {"contract.days_to_renewal": 60}
-    assert rec.json["facts"] == example_facts and rec.json["context"] == {"source": "crm"}
+    # the record keeps the facts the decision was made on: as sent, plus what the models added
+    stored = rec.json["facts"]
+    assert stored["account"] == example_facts["account"] and rec.json["context"] == {"source": "crm"}
+    assert {k: v for k, v in stored["scores"].items() if k in example_facts["scores"]} == example_facts["scores"]
+    assert stored["scores"]["drift_alert"] is False
     assert rec.json["events"][0]["type"] == "decided"
 
     for _ in range(2):
@@ -215,3 +219,24 @@ def test_expired_idempotency_keys_are_purged(app, client, example_facts):
     again = client.post("/v1/decisions", json={"facts": example_facts}, headers=h)
     assert again.status_code == 201 and again.json["id"] != first  # past the retention window: a new decision
     assert rt.idempotency.purge_expired() == 0
+
+
+def test_models_score_when_the_caller_sends_no_scores(client, example_facts):
+    """The service scores churn and upsell with the selected models; the record names them."""
+    f = json.loads(json.dumps(example_facts))
+    f.pop("scores")
+    r = client.post("/v1/decisions", json={"facts": f}, headers=auth())
+    assert r.status_code == 201
+    assert r.json["models"] == {"churn_risk": "churn-gbm@1.0.0", "upsell_propensity": "upsell-gbm@1.0.0"}
+    rec = client.get(f"/v1/decisions/{r.json['id']}", headers=auth()).json
+    scores = rec["facts"]["scores"]
+    assert 0 <= scores["churn_risk"] <= 1 and 0 <= scores["churn_risk_confidence"] <= 1
+    assert rec["decision"]["trace"]["scores"]["churn_risk"]["model"] == "churn-gbm@1.0.0"
+    # replaying the recorded facts gives the same decision
+    again = client.post("/v1/decisions", json={"facts": rec["facts"], "dry_run": True}, headers=auth()).json
+    assert again["offers"] == r.json["offers"] and again["status"] == r.json["status"]
+    models = client.get("/v1/models", headers=auth()).json["models"]
+    assert sorted(m["model_version"] for m in models) == ["churn-gbm@1.0.0", "upsell-gbm@1.0.0"]
+    assert all("auc" in json.dumps(m["metrics"]).lower() and "drift" in m for m in models)
+    m = client.get("/metrics").get_data(as_text=True)
+    assert "postsale_drift_alert" in m
