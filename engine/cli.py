@@ -186,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
     sv.set_defaults(func=cmd_serve)
     from .scorers.cli import add_subcommands as add_model_commands
     add_model_commands(sub)
+    from adapters.tools.cli import add_subcommands as add_tool_commands
+    add_tool_commands(sub)
     return p
 
 

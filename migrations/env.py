@@ -9,6 +9,7 @@ from sqlalchemy import engine_from_config, pool
 
 from adapters.store.db import normalise_url
 from adapters.store.models import Base
+import adapters.tools.sandbox_models  # noqa: F401,E402 - the sandbox tables share Base (autogenerate sees them)
 
 config = context.config
 target_metadata = Base.metadata

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from .db import new_id, now, transaction
-from .models import AuditEntry, Decision, DecisionEvent, Outbox
+from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox
 
 
 def action_key(decision_id: str, step: int, action_type: str) -> str:
@@ -15,8 +16,9 @@ def action_key(decision_id: str, step: int, action_type: str) -> str:
 
 
 class DecisionStore:
-    def __init__(self, factory):
+    def __init__(self, factory, approval_ttl_seconds: int = 72 * 3600):
         self.factory = factory
+        self.approval_ttl = approval_ttl_seconds
 
     def record(self, *, flow, version, facts, context, result, request_hash, api_key_id,
                idempotency=None, response_for=None) -> tuple[str, list]:
@@ -43,7 +45,13 @@ class DecisionStore:
                 s.add(Outbox(decision_id=decision_id, step=a["step"], action_type=a["type"], params=a["params"],
                              idempotency_key=a["idempotency_key"],
                              state="awaiting_approval" if a["status"] == "awaiting_approval" else "ready",
-                             created_at=at))
+                             created_at=at, attempts=0, next_attempt_at=at, updated_at=at))
+            if result["approval"]["required"]:
+                s.add(Approval(id=new_id(), decision_id=decision_id, state="pending",
+                               queues=result["approval"]["queues"], reasons=result["approval"]["reasons"],
+                               proposed={"offers": result["offers"], "actions": planned},
+                               requested_by=api_key_id, created_at=at,
+                               expires_at=at + timedelta(seconds=self.approval_ttl)))
             if idempotency is not None:
                 idempotency(s, decision_id, at, result)
         return decision_id, at, result

@@ -44,7 +44,12 @@ class DecisionEvent(Base):
 
 
 class Outbox(Base):
-    """Planned actions, written in the decision's transaction; the dispatcher works from here."""
+    """Planned actions, written in the decision's transaction; the dispatcher works from here.
+
+    This is a work queue, so its `state` changes; every change is also appended to
+    decision_events, which is the audit trail. States: awaiting_approval, ready, running, done,
+    retry (waiting for next_attempt_at), dead (retry budget spent), suppressed (contact policy),
+    cancelled (approval rejected or expired, or a saga aborted), compensated (undone)."""
 
     __tablename__ = "outbox"
 
@@ -54,8 +59,37 @@ class Outbox(Base):
     action_type: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict] = mapped_column(JSON)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(32))  # ready | awaiting_approval
+    state: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+
+class Approval(Base):
+    """A decision held for a human: what it proposes, why, until when, and the verdict."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), unique=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | approved | rejected | expired
+    queues: Mapped[list] = mapped_column(JSON)
+    reasons: Mapped[list] = mapped_column(JSON)
+    proposed: Mapped[dict] = mapped_column(JSON)  # offers and actions as decided
+    requested_by: Mapped[str | None] = mapped_column(String(32))  # the API key that asked for the decision
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str | None] = mapped_column(Text)
+    edits: Mapped[dict | None] = mapped_column(JSON)
 
 
 class IdempotencyKey(Base):

@@ -91,7 +91,7 @@ def test_decide_and_read_back(server):
     assert rec.status == 200, rec
     rec = rec.json
     assert rec["id"] == body["id"] and rec["account_id"] == f["account"]["id"]
-    assert rec["facts"] == f and rec["context"] == {"source": "e2e"}
+    assert rec["facts"]["account"] == f["account"] and rec["context"] == {"source": "e2e"}
     assert rec["ruleset_version"] == body["ruleset_version"] and rec["status"] == body["status"]
     assert [e["type"] for e in rec["events"]] == ["decided"]
     assert rec["decision"]["trace"]["fired"][0]["id"] == "renewal-window-open"
