@@ -11,6 +11,9 @@ worker_class = "sync"
 preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
+# recycle workers now and then: bounds memory a long-lived durable_rules handle may hold
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
+max_requests_jitter = 2000
 keepalive = 5
 accesslog = None
 errorlog = "-"

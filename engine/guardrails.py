@@ -56,6 +56,26 @@ def _cap_for(flow, g, inputs: dict, offer: dict):
     return results.get(table.outputs[0].path), rows
 
 
+def discount_limit(flow, inputs: dict, offer: dict) -> float | None:
+    """The highest discount the flow's discount_cap guardrails allow for `offer`: the lowest cap
+    among those that apply to it (a `when` that holds; a table with no matching row allows 0,
+    as when deciding), or None when no discount_cap guardrail applies.
+
+    `inputs` are the decision's input facts, flattened (engine.facts.flatten); `offer` is the
+    offer as it would go out (its discount is visible to `when` as offer.discount). Used to
+    check an approver's edit of a held decision against the same policy the decision met."""
+    limit = None
+    for g in flow.guardrails:
+        if g.type != "discount_cap":
+            continue
+        if g.when is not None and not holds(g.when, _offer_view(inputs, offer)):
+            continue
+        cap, _ = _cap_for(flow, g, inputs, offer)
+        cap = 0 if cap is None else cap
+        limit = cap if limit is None else min(limit, cap)
+    return limit
+
+
 def _discount_cap(flow, g, inputs, res: GuardrailResult) -> None:
     for offer in res.offers:
         if g.when is not None and not holds(g.when, _offer_view(inputs, offer)):

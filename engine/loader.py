@@ -36,8 +36,11 @@ class Document:
         return self.key_positions.get(tuple(path)) or self.at(path)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader: no python tags, no code from YAML."""
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):
+    """SafeLoader (libyaml's when available, same nodes and marks): no python tags, no code."""
 
 
 def _loc(file: str, node: yaml.Node) -> Location:

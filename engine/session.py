@@ -15,7 +15,7 @@ import threading
 import durable_rules_engine as _dre
 
 from .actions import RulesOutcome, fire
-from .compile.durable import CATCH, DurableProgram, compile_flow, durable_json
+from .compile.durable import CATCH, DurableProgram, compile_flow, durable_json, fact_json
 from .errors import DecisionError
 
 _names = itertools.count(1)
@@ -70,7 +70,7 @@ class DurableEngine:
         seen: set[int] = set()
         version = 1
         doc = program.document(wm, sid)
-        text = _dumps(doc)
+        text = fact_json(doc)
         _, state = _dre.assert_fact(h, text)
         error = None
         try:  # from here every exit drives the session to its end and deletes it
@@ -93,16 +93,17 @@ class DurableEngine:
                         except Exception as exc:  # noqa: BLE001 - the session is drained, then it is raised
                             error, changed = exc, ()
                         if changed and not watched.isdisjoint(changed):
-                            _dre.retract_fact(h, text)
+                            # durable identifies the fact by sid and id: retracting needs no more
+                            _dre.retract_fact(h, '{"sid":"%s","id":"%s"}' % (sid, doc["id"]))
                             version += 1
                             program.update(doc, wm, changed, pending)
                             pending.clear()
                             doc["id"] = f"{sid}.{version}"
-                            text = _dumps(doc)
+                            text = fact_json(doc)
                             _dre.assert_fact(h, text)
                 if error is not None and text is not None:
                     # drain: retracting the fact empties the agenda, so the session ends cleanly
-                    _dre.retract_fact(h, text)
+                    _dre.retract_fact(h, '{"sid":"%s","id":"%s"}' % (sid, doc["id"]))
                     text = None
                 msg = _dre.complete_and_start_action(h, state)
         except _dre.error:

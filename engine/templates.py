@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import string
+from functools import lru_cache
 
 _SPEC = re.compile(r"^(?:[<>^]?\d{0,2})?[+-]?,?(?:\.\d{1,2})?[dfe%]?$")
 _PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
@@ -37,9 +38,16 @@ def fields(template: str) -> list[tuple[str, str]]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def _parsed(template: str) -> tuple:
+    return tuple(_formatter.parse(template))
+
+
 def render(template: str, wm: dict) -> str:
+    if not template:
+        return ""
     parts = []
-    for literal, name, spec, _ in _formatter.parse(template):
+    for literal, name, spec, _ in _parsed(template):
         parts.append(literal)
         if name is None:
             continue

@@ -36,6 +36,18 @@ def durable_json(obj) -> str:
     return _EXPONENT.sub(r"\1.0\2", _encoder(obj))
 
 
+def fact_json(doc: dict) -> str:
+    """durable_json for a working fact, skipping the rewrite when no value needs it."""
+    text = _encoder(doc)
+    if doc.get("_e"):
+        return _EXPONENT.sub(r"\1.0\2", text)
+    return text
+
+
+def _needs_point(v) -> bool:
+    return type(v) is float and v != 0.0 and (v < 1e-4 and v > -1e-4 or v >= 1e16 or v <= -1e16)
+
+
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
@@ -61,7 +73,9 @@ class DurableProgram:
         doc = {"sid": sid, "id": f"{sid}.1", "k": 1}
         for path, key in self.keys.items():
             if path in wm:
-                doc[key] = encode(wm[path])
+                v = doc[key] = encode(wm[path])
+                if _needs_point(v):
+                    doc["_e"] = 1
         for key, test in self.python_tests:
             doc[key] = 1 if test_holds_ext(test, wm) else 0
         return doc
@@ -72,7 +86,9 @@ class DurableProgram:
         for path in changed:
             key = keys.get(path)
             if key is not None:
-                doc[key] = encode(wm[path])
+                v = doc[key] = encode(wm[path])
+                if _needs_point(v):
+                    doc["_e"] = 1
         for key, test in self.python_tests:
             if test.path in changed:
                 doc[key] = 1 if test_holds_ext(test, wm) else 0
@@ -181,8 +197,8 @@ def _check_limits(flow, items, c, definition) -> None:
     markers = min(flow.max_firings, len(items))
     if len(items) + 1 > limits.MAX_RULES:
         problems.append(f"{len(items)} rules and tables; the engine takes at most {limits.MAX_RULES - 1}")
-    if 3 + fields + markers > limits.MAX_PROPERTIES:
-        problems.append(f"a decision's working fact would carry {3 + fields + markers} properties ({fields} facts "
+    if 4 + fields + markers > limits.MAX_PROPERTIES:
+        problems.append(f"a decision's working fact would carry {4 + fields + markers} properties ({fields} facts "
                         f"read by conditions, up to {markers} fired-rule markers); the engine takes at most "
                         f"{limits.MAX_PROPERTIES}: lower max_firings in flow.yaml or split the flow")
     if not problems:
@@ -196,7 +212,7 @@ def _check_limits(flow, items, c, definition) -> None:
             problems.append(f"in the worst case one fact matches {bound} overlapping tests at once; the engine's "
                             f"matching stack holds {limits.STACK}: make conditions more specific (equalities on "
                             "segment, plan...) or split the flow")
-    names = ["sid", "id", "k"] + list(c.keys.values()) + [k for k, _ in c.python_tests] + \
+    names = ["sid", "id", "k", "_e"] + list(c.keys.values()) + [k for k, _ in c.python_tests] + \
         [f"__f{i}" for i in range(len(items))]
     for a, b in limits.colliding(names):
         problems.append(f"internal field names '{a}' and '{b}' collide in the engine's hash")
