@@ -31,10 +31,11 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         runtime.start()
     app.extensions["postsale"] = runtime
 
-    from . import decisions, ops, rulesets
+    from . import approvals, decisions, ops, rulesets
     app.register_blueprint(decisions.bp)
     app.register_blueprint(rulesets.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(approvals.bp)
     from .openapi import build
     app.extensions["postsale.openapi"] = build(app)
 

@@ -8,14 +8,16 @@ from apispec.yaml_utils import load_operations_from_docstring
 from . import schemas
 
 DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history", "rulesets.list_rulesets",
-              "rulesets.reload", "rulesets.list_models")
+              "rulesets.reload", "rulesets.list_models", "approvals.list_approvals", "approvals.get_approval",
+              "approvals.approve", "approvals.reject")
 
 
 def build(app) -> dict:
     spec = APISpec(title="postsale", version="1", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
                    info={"description": "Post-sale revenue decisions. Authenticate with `Authorization: Bearer <key>`."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for name in ("DecisionRequest", "DecisionResponse", "DecisionRecord", "DecisionPage", "Problem"):
+    for name in ("DecisionRequest", "DecisionResponse", "DecisionRecord", "DecisionPage", "Problem",
+                 "ApproveRequest", "RejectRequest", "ApprovalItem", "ApprovalPage"):
         spec.components.schema(name, schema=getattr(schemas, name))
     rules = {r.endpoint: r for r in app.url_map.iter_rules()}
     for endpoint in DOCUMENTED:

@@ -103,6 +103,90 @@ class HistoryQuery(Schema):
     after = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9a-f]{32}$"))
 
 
+OFFER_CODE = r"^[a-z][a-z0-9_]*$"
+QUEUE = r"^[a-z][a-z0-9_]*$"
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+class OfferEdit(Schema):
+    class Meta:
+        unknown = RAISE
+
+    discount = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, max=100),
+                            metadata={"description": "the discount (percentage points) to send; at most the "
+                                                     "guardrails' limit for this offer"})
+
+
+class Edits(Schema):
+    class Meta:
+        unknown = RAISE
+
+    offers = fields.Dict(keys=fields.String(validate=validate.Regexp(OFFER_CODE)), values=fields.Nested(OfferEdit),
+                         required=True, validate=validate.Length(min=1),
+                         metadata={"description": "by offer code, e.g. {\"renewal_36m\": {\"discount\": 18}}"})
+
+
+class ApproveRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    edits = fields.Nested(Edits, load_default=None, allow_none=True,
+                          metadata={"description": "change an offer's discount within the guardrails' limit"})
+
+
+class RejectRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    comment = fields.String(required=True, validate=[validate.Length(min=1, max=4000), _not_blank],
+                            metadata={"description": "why: required"})
+
+
+class ApprovalQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(load_default="pending",
+                           validate=validate.OneOf(["pending", "approved", "rejected", "expired", "all"]))
+    queue = fields.String(load_default=None, validate=validate.Regexp(QUEUE))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    after = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9a-f]{32}$"))
+
+
+class ApprovalItem(Schema):
+    id = fields.String()
+    decision_id = fields.String()
+    state = fields.String(metadata={"description": "pending | approved | rejected | expired (a pending item past "
+                                                   "expires_at is expired)"})
+    account_id = fields.String(allow_none=True)
+    flow = fields.String(allow_none=True)
+    queues = fields.List(fields.String())
+    reasons = fields.List(fields.Dict())
+    proposed = fields.Dict(metadata={"description": "offers and actions as decided"})
+    requested_by = fields.String(allow_none=True, metadata={"description": "the key id that asked for the decision"})
+    created_at = fields.String()
+    expires_at = fields.String()
+    decided_by = fields.String(allow_none=True)
+    decided_at = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    edits = fields.Dict(allow_none=True)
+    decision = fields.Dict(metadata={"description": "one item only: the decision's status, adjustments, explanation"})
+    outbox = fields.List(fields.Dict(), metadata={"description": "one item only: each planned action's current state"})
+    discount_limits = fields.Dict(metadata={"description": "one item only: the highest discount an approver may "
+                                                           "set per offer (null: no cap applies)"})
+    events = fields.List(fields.Dict(), metadata={"description": "one item only: the approval's events"})
+
+
+class ApprovalPage(Schema):
+    items = fields.List(fields.Nested(ApprovalItem))
+    next = fields.String(allow_none=True, metadata={"description": "pass as ?after= for the next page"})
+
+
 class Problem(Schema):
     type = fields.String()
     title = fields.String()

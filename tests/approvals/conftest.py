@@ -1,0 +1,84 @@
+"""The API with approver keys, on SQLite and PostgreSQL (the database fixtures are tests/api's)."""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from adapters.store.db import migrate
+from api.auth import digest
+from config.settings import from_env
+from tests.api.conftest import db_url, rules_dir  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"k-decide": ["decide", "read"], "k-read": ["read"], "k-approve": ["approve", "read"],
+        "k-approve-2": ["approve"], "k-decide-approve": ["decide", "approve", "read"]}
+HIGH_RISK = json.loads((ROOT / "tests" / "golden" / "high-risk-enterprise.facts.json").read_text())
+EXAMPLE = json.loads((ROOT / "examples" / "renewal-facts.json").read_text())
+
+
+def key_id(key: str) -> str:
+    return digest(key)[:12]
+
+
+def auth(key: str = "k-approve") -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def high_risk(account_id: str = "acme-001") -> dict:
+    f = copy.deepcopy(HIGH_RISK)
+    f["account"]["id"] = account_id
+    return f
+
+
+def deal_desk(account_id: str = "acme-002", requested: float = 27) -> dict:
+    """Mid-market, healthy: a 36-month offer whose request is 7 points over the cap of 20, so the
+    discount-cap guardrail clamps it to 20 and the deal desk must approve."""
+    f = copy.deepcopy(EXAMPLE)
+    f["account"]["id"] = account_id
+    f["contract"]["requested_discount"] = requested
+    return f
+
+
+@pytest.fixture()
+def settings(db_url, rules_dir):  # noqa: F811
+    migrate(db_url)
+    base = from_env({"POSTSALE_API_KEYS": json.dumps(KEYS)})
+    return replace(base, database_url=db_url, rules_dir=rules_dir, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture()
+def app(settings):
+    from api import create_app
+    app = create_app(settings)
+    yield app
+    app.extensions["postsale"].close()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def factory(app):
+    return app.extensions["postsale"].factory
+
+
+def decide(client, facts: dict, key: str = "k-decide") -> dict:
+    r = client.post("/v1/decisions", json={"facts": facts}, headers=auth(key))
+    assert r.status_code == 201, r.json
+    return r.json
+
+
+def held(client, facts: dict, key: str = "k-decide") -> tuple[dict, dict]:
+    """Decide, and the approval item it created."""
+    d = decide(client, facts, key)
+    assert d["status"] == "approval_required", d
+    items = client.get("/v1/approvals?status=all&limit=500", headers=auth()).json["items"]
+    mine = [i for i in items if i["decision_id"] == d["id"]]
+    assert len(mine) == 1
+    return d, mine[0]
