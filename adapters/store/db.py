@@ -48,7 +48,8 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # no pre-ping: it cost a round trip per request; stale connections are recycled instead
+    return create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=5)
 
 
 def sessions(engine: Engine) -> sessionmaker:
