@@ -189,6 +189,10 @@ def decide():
             if state == MISMATCH:
                 raise _mismatch() from None
             return _replay(stored)
+        if rt.settings.inline_dispatch_budget_ms > 0:  # act before answering, within the budget
+            from adapters.dispatch.inline import dispatch_inline
+            dispatch_inline(rt, decision_id, rt.settings.inline_dispatch_budget_ms / 1000, stored_body,
+                            idem[0] if idem is not None else None)
         if idem is not None:
             rt.idempotency.cache(idem[0], idem[1], 201, stored_body)
         g.decision_id = decision_id

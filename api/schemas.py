@@ -31,7 +31,9 @@ class Offer(Schema):
 class PlannedAction(Schema):
     type = fields.String()
     params = fields.Dict()
-    status = fields.String(metadata={"description": "ready | awaiting_approval"})
+    status = fields.String(metadata={"description": "ready | awaiting_approval as planned; after inline dispatch "
+                                                    "the outbox state: done | retry | dead | suppressed | "
+                                                    "cancelled | compensated (docs/dispatch.md)"})
     step = fields.Integer()
     idempotency_key = fields.String()
     reason = fields.String()

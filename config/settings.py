@@ -40,10 +40,19 @@ class Settings:
     models_dir: Path = ROOT / "models"
     models: str = "churn-gbm@1.0.0,upsell-gbm@1.0.0"  # empty: no scoring, scores come with the facts
     psi_threshold: float = 0.2
+    # POSTSALE_INLINE_DISPATCH_MS: run a decision's ready actions before answering, for at most
+    # this long (0: leave them all to `postsale worker`). Unset: 200 on SQLite, 0 on PostgreSQL.
+    inline_dispatch_ms: int | None = None
 
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def inline_dispatch_budget_ms(self) -> int:
+        if self.inline_dispatch_ms is not None:
+            return max(0, self.inline_dispatch_ms)
+        return 200 if self.embedded else 0
 
 
 def from_env(env=None) -> Settings:
@@ -74,4 +83,5 @@ def from_env(env=None) -> Settings:
         models_dir=Path(env.get("POSTSALE_MODELS_DIR") or ROOT / "models"),
         models=env.get("POSTSALE_MODELS", "churn-gbm@1.0.0,upsell-gbm@1.0.0"),
         port=_int(env, "PORT", 8000),
+        inline_dispatch_ms=_int(env, "POSTSALE_INLINE_DISPATCH_MS", None),
     )

@@ -188,6 +188,10 @@ def parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
     from adapters.tools.cli import add_subcommands as add_tool_commands
     add_tool_commands(sub)
+    from adapters.dispatch.cli import add_subcommands as add_dispatch_commands
+    add_dispatch_commands(sub)
+    from adapters.store.approvals_cli import add_subcommands as add_approval_commands
+    add_approval_commands(sub)
     return p
 
 

@@ -143,7 +143,17 @@ class _Compiler:
     def expr(self, cond):
         if isinstance(cond, Test):
             return self.leaf(cond)
-        items = [self.expr(c) for c in cond.items]
+        op = "$and" if isinstance(cond, All) else "$or"
+        items, seen = [], set()
+        for c in cond.items:
+            e = self.expr(c)
+            # flatten nested `$and`/`$or` of the same kind and drop repeats: durable refuses
+            # some repeated branches (error 113) and the meaning is unchanged
+            for part in (e[op] if set(e) == {op} else [e]):
+                sig = json.dumps(part, sort_keys=True)
+                if sig not in seen:
+                    seen.add(sig)
+                    items.append(part)
         if isinstance(cond, All):
             return {"$and": items} if len(items) != 1 else items[0]
         if isinstance(cond, Any_):

@@ -1,0 +1,101 @@
+"""Claiming outbox rows: which rows are due, and taking them so no other worker runs them.
+
+A row is due when
+    state in (ready, retry) and next_attempt_at <= now        (NULL counts as now)
+    or state = running and lease_until < now                   (its worker died mid-call)
+and it is the lowest unfinished step of its decision: every earlier step is done or
+suppressed (so an outreach never runs before its quote).
+
+PostgreSQL: `SELECT ... FOR UPDATE OF outbox SKIP LOCKED` then an UPDATE in the same
+transaction: a row another worker is claiming is skipped, not waited for, and the WHERE
+clause is re-checked on the locked row's newest version, so a row claimed and committed a
+moment ago is not taken twice. SQLite: the same SELECT and UPDATE inside one
+`BEGIN IMMEDIATE` transaction (adapters/store/db.py): one writer at a time, so the select
+and the update cannot interleave with another claim.
+
+The claim sets state running, claimed_by and lease_until. Every later write by the worker is
+fenced on (id, claimed_by, state running): a worker whose lease expired and whose row was
+taken over writes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import aliased
+
+from adapters.store.db import now, transaction
+from adapters.store.models import Outbox
+
+DUE_STATES = ("ready", "retry")
+FINISHED = ("done", "suppressed")  # a later step may run after these
+TERMINAL = ("done", "suppressed", "dead", "cancelled", "compensated")
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without their zone; everything here is UTC."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    decision_id: str
+    step: int
+    action_type: str
+    params: dict
+    idempotency_key: str
+    attempts: int
+    previous_state: str  # ready | retry | running (a lease taken over)
+    previous_worker: str | None
+    result: dict | None
+
+    @property
+    def reclaimed(self) -> bool:
+        return self.previous_state == "running"
+
+
+def due_query(at: datetime, *, decision_id: str | None = None, exclude_actions=(), limit: int = 1):
+    prior = aliased(Outbox, name="prior")
+    due = or_(and_(Outbox.state.in_(DUE_STATES),
+                   or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= at)),
+              and_(Outbox.state == "running", Outbox.lease_until < at))
+    blocked = exists().where(prior.decision_id == Outbox.decision_id, prior.step < Outbox.step,
+                             prior.state.notin_(FINISHED))
+    q = select(Outbox.id).where(due, ~blocked)
+    if decision_id is not None:
+        q = q.where(Outbox.decision_id == decision_id)
+    if exclude_actions:
+        q = q.where(Outbox.action_type.notin_(list(exclude_actions)))
+    return q.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+
+
+def claim(factory, dialect: str, worker: str, lease_seconds: float, limit: int = 1, *,
+          decision_id: str | None = None, exclude_actions=()) -> list[Claimed]:
+    """Take up to `limit` due rows for `worker`; the rows are running when this returns."""
+    at = now()
+    q = due_query(at, decision_id=decision_id, exclude_actions=exclude_actions, limit=limit)
+    if dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=Outbox)
+    out: list[Claimed] = []
+    with transaction(factory) as s:
+        ids = list(s.scalars(q))
+        if not ids:
+            return []
+        rows = s.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)).all()
+        for r in rows:
+            out.append(Claimed(id=r.id, decision_id=r.decision_id, step=r.step, action_type=r.action_type,
+                               params=dict(r.params or {}), idempotency_key=r.idempotency_key,
+                               attempts=r.attempts or 0, previous_state=r.state, previous_worker=r.claimed_by,
+                               result=r.result if isinstance(r.result, dict) else None))
+            r.state = "running"
+            r.claimed_by = worker
+            r.lease_until = at + timedelta(seconds=lease_seconds)
+            r.updated_at = at
+    return out
+
+
+__all__ = ["Claimed", "claim", "due_query", "aware", "DUE_STATES", "FINISHED", "TERMINAL"]

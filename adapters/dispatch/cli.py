@@ -1,0 +1,313 @@
+"""`postsale worker`, `postsale outbox ...` and `postsale contact-policy check`: arguments only.
+
+    postsale worker [--once | --drain] [--concurrency N] [--poll S] [--limit N] [--lease S]
+                    [--breaker-threshold N] [--breaker-cooldown S] [--max-seconds S] [--sweep-every S]
+    postsale outbox list [--state dead] [--decision ID] [--limit N] [--json]
+    postsale outbox stats [--json]
+    postsale outbox redrive ID [ID ...] | --all-dead
+    postsale contact-policy check [FILE]
+
+They read DATABASE_URL (default: the embedded SQLite database), REDIS_URL (shared rate limits
+and contact counters), the tool catalog (POSTSALE_TOOLS_FILE or config/tools.yaml) and the
+contact policy (POSTSALE_CONTACT_POLICY_FILE or config/contact_policy.yaml). Worker tuning
+may also come from POSTSALE_WORKER_CONCURRENCY, POSTSALE_WORKER_POLL, POSTSALE_DISPATCH_LEASE,
+POSTSALE_BREAKER_THRESHOLD and POSTSALE_BREAKER_COOLDOWN.
+
+Exit codes: 0 done; 1 the catalog, policy or database does not load, or a re-drive was refused.
+The worker stops on SIGTERM / SIGINT after the calls in flight finish.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+OK, FAILED = 0, 1
+
+
+def _env_float(name, default):
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def add_subcommands(subparsers) -> None:
+    """Add `worker`, `outbox` and `contact-policy` to an argparse subparsers object."""
+    w = subparsers.add_parser("worker", help="run the dispatcher: make the planned actions happen")
+    mode = w.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="run what is due now (up to --limit rows), then exit")
+    mode.add_argument("--drain", action="store_true",
+                      help="run until no row is ready, retrying or running (waits out backoffs), then exit")
+    w.add_argument("--concurrency", type=int, default=int(_env_float("POSTSALE_WORKER_CONCURRENCY", 4)),
+                   help="rows in flight at once (threads; default 4)")
+    w.add_argument("--poll", type=float, default=_env_float("POSTSALE_WORKER_POLL", 1.0),
+                   help="seconds between looks when nothing is due (default 1)")
+    w.add_argument("--limit", type=int, default=1000, help="--once: at most this many rows (default 1000)")
+    w.add_argument("--lease", type=float, default=_env_float("POSTSALE_DISPATCH_LEASE", 30.0),
+                   help="seconds a claim holds beyond the tool's timeout (default 30)")
+    w.add_argument("--breaker-threshold", type=int, default=int(_env_float("POSTSALE_BREAKER_THRESHOLD", 5)),
+                   help="consecutive failures that open a tool's circuit (default 5)")
+    w.add_argument("--breaker-cooldown", type=float, default=_env_float("POSTSALE_BREAKER_COOLDOWN", 30.0),
+                   help="seconds a circuit stays open before one trial call (default 30)")
+    w.add_argument("--max-seconds", type=float, default=None, help="--drain: give up after this long")
+    w.add_argument("--sweep-every", type=float, default=_env_float("POSTSALE_WORKER_SWEEP", 30.0),
+                   help="seconds between sweeps for overdue approvals (default 30)")
+    w.set_defaults(func=cmd_worker)
+
+    o = subparsers.add_parser("outbox", help="the planned actions: list, count, re-drive dead letters")
+    sub = o.add_subparsers(dest="outbox_command", required=True)
+    ls = sub.add_parser("list", help="outbox rows, newest first")
+    ls.add_argument("--state", help="ready, running, retry, done, dead, suppressed, cancelled, compensated, ...")
+    ls.add_argument("--decision", help="only this decision's rows")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    st = sub.add_parser("stats", help="rows by state and the lag of the oldest due row")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_stats)
+    rd = sub.add_parser("redrive", help="put dead rows back to ready (attempts reset)")
+    rd.add_argument("ids", nargs="*", type=int, help="outbox row ids")
+    rd.add_argument("--all-dead", action="store_true", help="every dead row")
+    rd.set_defaults(func=cmd_redrive)
+
+    cp = subparsers.add_parser("contact-policy", help="the contact policy (config/contact_policy.yaml)")
+    cps = cp.add_subparsers(dest="contact_command", required=True)
+    ck = cps.add_parser("check", help="validate the contact policy; compiler-style errors")
+    ck.add_argument("file", nargs="?", help="default: POSTSALE_CONTACT_POLICY_FILE or config/contact_policy.yaml")
+    ck.set_defaults(func=cmd_policy_check)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _factory():
+    from adapters.store.db import make_engine, sessions
+    from config.settings import from_env
+    return sessions(make_engine(from_env().database_url))
+
+
+def _db_error(exc) -> int:
+    print(f"postsale: the database is not usable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+          " run `postsale migrate` first", file=sys.stderr)
+    return FAILED
+
+
+def _table(rows, cols, out) -> None:
+    if not rows:
+        print("(nothing)", file=out)
+        return
+    cell = {c: [str(r.get(c)) if r.get(c) is not None else "-" for r in rows] for c in cols}
+    widths = {c: max(len(c), *(len(v) for v in cell[c])) for c in cols}
+    print("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip(), file=out)
+    for i in range(len(rows)):
+        print("  ".join(cell[c][i].ljust(widths[c]) for c in cols).rstrip(), file=out)
+
+
+def build_dispatcher(args, environ=None):
+    """Everything a worker needs, from the environment; raises on a bad catalog / policy."""
+    from adapters.store.db import make_engine, sessions
+    from adapters.tools.registry import build_registry
+    from config.settings import from_env
+
+    from .contact import load_contact_policy
+    from .dispatcher import Dispatcher
+    settings = from_env(environ)
+    policy = load_contact_policy()
+    factory = sessions(make_engine(settings.database_url))
+    redis = None
+    if settings.redis_url:
+        import redis as redis_lib
+        redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2)
+    registry = build_registry(session_factory=factory, environ=environ)
+    return Dispatcher(factory, registry, redis=redis, contact_policy=policy, lease_seconds=args.lease,
+                      breaker_threshold=args.breaker_threshold, breaker_cooldown=args.breaker_cooldown)
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_worker(args, out=None) -> int:
+    from engine.errors import RulesetError
+
+    from config.settings import SettingsError
+    out = out or sys.stdout
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        d = build_dispatcher(args)
+    except RulesetError as exc:
+        for diag in exc.diagnostics:
+            print(diag, file=sys.stderr)
+        return FAILED
+    except SettingsError as exc:
+        print(f"postsale: {exc}", file=sys.stderr)
+        return FAILED
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        logging.getLogger("postsale.dispatch").info("signal %s: finishing the calls in flight", signum)
+        stop.set()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, _stop)
+        except ValueError:  # not the main thread (tests)
+            pass
+    try:
+        if args.once:
+            summary = d.run_once(limit=args.limit, concurrency=args.concurrency, stop_event=stop)
+            print(json.dumps({"worker": d.worker_id, **summary.as_dict()}), file=out)
+        elif args.drain:
+            started = time.monotonic()
+            total = None
+            while not stop.is_set():
+                summary = d.run_once(limit=args.limit, concurrency=args.concurrency, stop_event=stop)
+                total = summary if total is None else _merge(total, summary)
+                if not _pending(d.factory):
+                    break
+                if args.max_seconds is not None and time.monotonic() - started > args.max_seconds:
+                    print(json.dumps({"worker": d.worker_id, "timeout": True, **total.as_dict()}), file=out)
+                    return FAILED
+                if summary.processed == 0 and not summary.compensations:
+                    stop.wait(args.poll)
+            print(json.dumps({"worker": d.worker_id, **(total.as_dict() if total else {})}), file=out)
+        else:
+            logging.getLogger("postsale.dispatch").info("worker %s started (concurrency %s)", d.worker_id,
+                                                       args.concurrency)
+            d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_approval_sweep(),
+                          housekeeping_every=args.sweep_every)
+    except Exception as exc:  # noqa: BLE001 - e.g. the schema is missing
+        return _db_error(exc)
+    finally:
+        d.close()
+    return OK
+
+
+def _approval_sweep():
+    """Expire overdue approvals from the long-running worker too (adapters/store/approvals.py;
+    safe from any number of workers), when that part is installed."""
+    try:
+        from adapters.store.approvals_cli import build_store
+        store = build_store()
+    except Exception:  # noqa: BLE001 - no approvals part: nothing to sweep
+        return None
+    return lambda: store.expire_due()
+
+
+def _merge(a, b):
+    a.outcomes.update(b.outcomes)
+    a.compensations.update(b.compensations)
+    return a
+
+
+def _pending(factory) -> bool:
+    from sqlalchemy import func, or_, select
+
+    from adapters.store.models import Outbox
+    with factory() as s:
+        n = s.scalar(select(func.count()).select_from(Outbox).where(or_(
+            Outbox.state.in_(("ready", "retry", "running")),
+            (Outbox.state == "done") & Outbox.next_attempt_at.is_not(None))))
+    return bool(n)
+
+
+def cmd_list(args, out=None, factory=None) -> int:
+    from .outbox import list_rows
+    out = out or sys.stdout
+    try:
+        rows = list_rows(factory or _factory(), state=args.state, decision_id=args.decision, limit=args.limit)
+    except Exception as exc:  # noqa: BLE001
+        return _db_error(exc)
+    if args.json:
+        print(json.dumps(rows, indent=2), file=out)
+        return OK
+    for r in rows:
+        err = r["last_error"] or ""
+        r["error"] = err if len(err) <= 70 else err[:67] + "..."
+        r["next"] = (r["next_attempt_at"] or "")[:19] or None
+    _table(rows, ["id", "decision_id", "step", "action", "state", "attempts", "next", "error"], out)
+    return OK
+
+
+def cmd_stats(args, out=None, factory=None) -> int:
+    from .outbox import stats
+    out = out or sys.stdout
+    try:
+        st = stats(factory or _factory())
+    except Exception as exc:  # noqa: BLE001
+        return _db_error(exc)
+    if args.json:
+        print(json.dumps(st, indent=2), file=out)
+    else:
+        print(", ".join(f"{k} {v}" for k, v in st["states"].items()) or "outbox empty", file=out)
+        print(f"oldest due row waiting: {st['oldest_due_lag_seconds']}s", file=out)
+    return OK
+
+
+def cmd_redrive(args, out=None, factory=None) -> int:
+    from .outbox import redrive
+    out = out or sys.stdout
+    if not args.ids and not args.all_dead:
+        print("postsale: name outbox row ids or --all-dead", file=sys.stderr)
+        return FAILED
+    try:
+        results = redrive(factory or _factory(), row_ids=args.ids, all_dead=args.all_dead,
+                          actor=_actor())
+    except Exception as exc:  # noqa: BLE001
+        return _db_error(exc)
+    refused = 0
+    for r in results:
+        if r["redriven"]:
+            more = f" (and step(s) {', '.join(map(str, r['resumed']))} of its saga)" if r.get("resumed") else ""
+            print(f"row {r['id']}: {r['action']} step {r['step']} of decision {r['decision_id']} is ready again{more}",
+                  file=out)
+        else:
+            refused += 1
+            print(f"row {r['id']}: not re-driven: {r['reason']}", file=out)
+    if not results:
+        print("no dead rows", file=out)
+    return FAILED if refused else OK
+
+
+def _actor() -> str:
+    """Who re-drove, for the audit trail: the operating-system user."""
+    import getpass
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+def cmd_policy_check(args, out=None) -> int:
+    from .contact import ContactPolicyError, load_contact_policy
+    out = out or sys.stdout
+    try:
+        p = load_contact_policy(args.file)
+    except ContactPolicyError as exc:
+        for d in exc.diagnostics:
+            print(d, file=out)
+        n = len(exc.diagnostics)
+        print(f"{args.file or 'contact policy'}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return FAILED
+    print(f"{p.file}: ok: actions {', '.join(sorted(p.actions))}", file=out)
+    for ch, lim in sorted(p.channels.items()):
+        print(f"  channel {ch:<10} at most {lim.limit} per {lim.window} per account", file=out)
+    if p.default:
+        print(f"  other channels     at most {p.default.limit} per {p.default.window} per account", file=out)
+    if p.account:
+        print(f"  all channels       at most {p.account.limit} per {p.account.window} per account", file=out)
+    return OK
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry until engine/cli.py wires add_subcommands in:
+    `python -m adapters.dispatch.cli worker --once`."""
+    p = argparse.ArgumentParser(prog="postsale")
+    add_subcommands(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Rate limits per tool, from the catalog's `rate_limit: {per_second, burst}`.
+
+A token bucket: `burst` tokens, refilled at `per_second`; each call takes one. With Redis the
+bucket is one hash per tool (`<prefix>:rate:<tool>`) updated by a Lua script, so every worker
+on every host draws from the same bucket and the tool sees at most `burst + per_second * t`
+calls in any `t` seconds, however many workers run. The script reads Redis's own clock
+(TIME), so the hosts' clocks do not matter. Without Redis (or while it is unreachable) each
+process keeps its own bucket: the limit then holds per process.
+
+`acquire(tool, rate)` takes a token and returns 0, or returns the seconds until one will be
+there (and takes nothing).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("postsale.dispatch")
+
+TOKEN_BUCKET = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+end
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class LocalRateLimiter:
+    """The same bucket in process memory (no Redis: the embedded setup, tests)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, tool: str, rate) -> float:
+        per_second, burst = float(rate.per_second), float(rate.burst)
+        with self._lock:
+            t = self.clock()
+            tokens, ts = self._buckets.get(tool, (burst, t))
+            tokens = min(burst, tokens + max(0.0, t - ts) * per_second)
+            if tokens >= 1:
+                self._buckets[tool] = (tokens - 1, t)
+                return 0.0
+            self._buckets[tool] = (tokens, t)
+            return (1 - tokens) / per_second
+
+
+class RedisOutage:
+    """After Redis fails, leave it alone for `pause` seconds (each failed call can cost the
+    client's timeouts and retries), then try again. Logs once per outage."""
+
+    def __init__(self, what: str, pause: float = 30.0, clock=time.monotonic):
+        self.what = what
+        self.pause = pause
+        self.clock = clock
+        self._until = 0.0
+
+    def usable(self) -> bool:
+        return self.clock() >= self._until
+
+    def failed(self, exc: BaseException) -> None:
+        if self.clock() >= self._until:
+            log.warning("%s: Redis unavailable (%s); rate limits per process and contact counts in the "
+                        "database for %ss", self.what, type(exc).__name__, self.pause)
+        self._until = self.clock() + self.pause
+
+
+class RedisRateLimiter:
+    """The bucket in Redis, shared by every worker; falls back to a local bucket when Redis
+    does not answer (and for the next 30 s), so an outage of Redis does not stop dispatch."""
+
+    def __init__(self, redis, prefix: str = "postsale", outage: RedisOutage | None = None):
+        self.redis = redis
+        self.prefix = prefix
+        self._script = redis.register_script(TOKEN_BUCKET)
+        self._local = LocalRateLimiter()
+        self.outage = outage or RedisOutage("dispatch")
+
+    def acquire(self, tool: str, rate) -> float:
+        if self.outage.usable():
+            try:
+                return float(self._script(keys=[f"{self.prefix}:rate:{tool}"],
+                                          args=[float(rate.per_second), int(rate.burst)]))
+            except Exception as exc:  # noqa: BLE001 - redis errors of any kind: keep dispatching
+                self.outage.failed(exc)
+        return self._local.acquire(tool, rate)
+
+
+def make_rate_limiter(redis=None, prefix: str = "postsale", outage: RedisOutage | None = None):
+    return RedisRateLimiter(redis, prefix, outage) if redis is not None else LocalRateLimiter()
+
+
+__all__ = ["LocalRateLimiter", "RedisRateLimiter", "RedisOutage", "make_rate_limiter", "TOKEN_BUCKET"]
