@@ -93,24 +93,6 @@ def crm(http_catalog, audit):
     a.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'postsale.db'}"
-        return
-    url, drop = postgres_schema_url()
-    yield url
-    drop()
-
-
-@pytest.fixture()
-def factory(db_url):
-    migrate(db_url)
-    engine = make_engine(db_url)
-    yield sessions(engine)
-    engine.dispose()
-
-
 @pytest.fixture()
 def sqlite_factory(tmp_path):
     url = f"sqlite:///{tmp_path / 'postsale.db'}"

@@ -15,16 +15,6 @@ KEYS = {"k-decide": ["decide", "read"], "k-read": ["read"], "k-admin": ["admin",
         "k-other": ["decide", "read"]}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'postsale.db'}"
-        return
-    url, drop = postgres_schema_url()
-    yield url
-    drop()
-
-
 @pytest.fixture()
 def rules_dir(tmp_path, root):
     dst = tmp_path / "rules"

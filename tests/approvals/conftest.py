@@ -11,7 +11,7 @@ import pytest
 from adapters.store.db import migrate
 from api.auth import digest
 from config.settings import from_env
-from tests.api.conftest import db_url, rules_dir  # noqa: F401 - fixtures
+from tests.api.conftest import rules_dir  # noqa: F401 - fixtures (db_url is in tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"k-decide": ["decide", "read"], "k-read": ["read"], "k-approve": ["approve", "read"],

@@ -78,24 +78,6 @@ def catalog(*args, **kw):
     return parse_catalog(catalog_text(*args, **kw), "test-tools.yaml")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'postsale.db'}"
-        return
-    url, drop = postgres_schema_url()
-    yield url
-    drop()
-
-
-@pytest.fixture()
-def factory(db_url):
-    migrate(db_url)
-    engine = make_engine(db_url)
-    yield sessions(engine)
-    engine.dispose()
-
-
 @pytest.fixture()
 def sqlite_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'postsale.db'}"
