@@ -54,6 +54,16 @@ def response_body(decision: dict, decision_id, created_at, dry_run: bool) -> dic
     }
 
 
+def _citations(rt, decision: dict) -> list:
+    """Knowledge snippets for the decision; a knowledge failure never fails a decision."""
+    try:
+        from adapters.store.knowledge import cite_for_decision
+        return cite_for_decision(rt.factory, decision)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("knowledge lookup failed: %s", exc)
+        return []
+
+
 def _replay(stored):
     status, body = stored
     resp = jsonify(body)
@@ -170,11 +180,14 @@ def decide():
             raise Problem(422, "The rules could not decide", str(exc), TYPES + "decision-failed", code=exc.code)
         if req["dry_run"]:
             body = response_body(decision, None, None, True)
+            body["citations"] = _citations(rt, decision)
             return jsonify(body), 200
         stored_body = {}
+        citations = _citations(rt, decision)  # looked up before the write, so a replay returns them too
 
         def complete(session, decision_id, at, result):
             stored_body.update(response_body(result, decision_id, at.isoformat().replace("+00:00", "Z"), False))
+            stored_body["citations"] = citations
             if idem is not None:
                 rt.idempotency.store(session, idem[0], idem[1], 201, stored_body)
 

@@ -83,6 +83,13 @@ class Runtime:
         if missing:
             self.reload(actor="startup", only=missing)
         self.sync(force=True)
+        try:
+            from pathlib import Path
+
+            from adapters.store.knowledge import load_if_present
+            load_if_present(self.db, self.factory, Path(__file__).resolve().parent.parent / "config" / "knowledge")
+        except Exception as exc:  # noqa: BLE001 - decisions do not depend on the knowledge documents
+            log.warning("could not load the knowledge documents: %s", exc)
 
     def _latest(self) -> dict:
         with self.factory() as s:
