@@ -18,7 +18,6 @@ The worker stops on SIGTERM / SIGINT after the calls in flight finish.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -26,6 +25,8 @@ import signal
 import sys
 import threading
 import time
+
+from adapters.store.cli_support import database_unusable, print_table, session_factory
 
 OK, FAILED = 0, 1
 
@@ -84,26 +85,14 @@ def add_subcommands(subparsers) -> None:
 # --------------------------------------------------------------------------- helpers
 
 def _factory():
-    from adapters.store.db import make_engine, sessions
-    from config.settings import from_env
-    return sessions(make_engine(from_env().database_url))
+    return session_factory()
 
 
 def _db_error(exc) -> int:
-    print(f"postsale: the database is not usable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
-          " run `postsale migrate` first", file=sys.stderr)
-    return FAILED
+    return database_unusable(exc, "database", FAILED)
 
 
-def _table(rows, cols, out) -> None:
-    if not rows:
-        print("(nothing)", file=out)
-        return
-    cell = {c: [str(r.get(c)) if r.get(c) is not None else "-" for r in rows] for c in cols}
-    widths = {c: max(len(c), *(len(v) for v in cell[c])) for c in cols}
-    print("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip(), file=out)
-    for i in range(len(rows)):
-        print("  ".join(cell[c][i].ljust(widths[c]) for c in cols).rstrip(), file=out)
+_table = print_table
 
 
 def build_dispatcher(args, environ=None):
@@ -299,15 +288,3 @@ def cmd_policy_check(args, out=None) -> int:
         print(f"  all channels       at most {p.account.limit} per {p.account.window} per account", file=out)
     return OK
 
-
-def main(argv=None) -> int:
-    """Stand-alone entry until engine/cli.py wires add_subcommands in:
-    `python -m adapters.dispatch.cli worker --once`."""
-    p = argparse.ArgumentParser(prog="postsale")
-    add_subcommands(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

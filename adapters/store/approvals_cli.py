@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .cli_support import database_unusable
+
 OK, LOAD_ERROR = 0, 1
 
 
@@ -49,9 +51,7 @@ def build_store(environ=None, factory=None):
 
 
 def _db_error(exc) -> int:
-    print(f"postsale: the approvals database is not usable ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-          "run `postsale migrate` first", file=sys.stderr)
-    return LOAD_ERROR
+    return database_unusable(exc, "approvals database", LOAD_ERROR)
 
 
 def cmd_expire(args, out=None, store=None) -> int:

@@ -12,9 +12,10 @@ schema migrated (`postsale migrate`). Exit codes: 0 done, 1 the catalog or datab
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from adapters.store.cli_support import database_unusable, print_table, session_factory
 
 OK, LOAD_ERROR = 0, 1
 
@@ -67,15 +68,11 @@ def add_subcommands(subparsers) -> None:
 
 
 def _factory(environ=None):
-    from adapters.store.db import make_engine, sessions
-    from config.settings import from_env
-    return sessions(make_engine(from_env(environ).database_url))
+    return session_factory(environ)
 
 
 def _db_error(exc, out=None) -> int:
-    print(f"postsale: the sandbox database is not usable ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-          "run `postsale migrate` first", file=sys.stderr)
-    return LOAD_ERROR
+    return database_unusable(exc, "sandbox database", LOAD_ERROR)
 
 
 def cmd_tools_check(args, out=None) -> int:
@@ -101,15 +98,7 @@ def cmd_tools_check(args, out=None) -> int:
     return OK
 
 
-def _table(rows, cols, out) -> None:
-    if not rows:
-        print("(nothing)", file=out)
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c) if r.get(c) is not None else "-")) for r in rows)) for c in cols}
-    print("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip(), file=out)
-    for r in rows:
-        print("  ".join(str(r.get(c) if r.get(c) is not None else "-").ljust(widths[c]) for c in cols).rstrip(),
-              file=out)
+_table = print_table
 
 
 def _summary(data: dict) -> str:
@@ -190,14 +179,3 @@ def cmd_reset(args, out=None, factory=None) -> int:
     print("sandbox: faults cleared" if args.faults_only else "sandbox: state cleared", file=out)
     return OK
 
-
-def main(argv=None) -> int:
-    """Stand-alone entry until engine/cli.py wires add_subcommands in."""
-    p = argparse.ArgumentParser(prog="postsale")
-    add_subcommands(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

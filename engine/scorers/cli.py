@@ -171,14 +171,3 @@ def cmd_generate(args, out=None) -> int:
     print(f"{path}: {args.rows} accounts (seed {args.seed})", file=out or sys.stdout)
     return OK
 
-
-def main(argv=None) -> int:
-    """Run `models ...` on its own: python -m engine.scorers.cli models list."""
-    p = argparse.ArgumentParser(prog="postsale")
-    add_subcommands(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""What the storage-backed commands (sandbox, outbox, approvals) share: a session factory from
+the environment, one clear line when the database is not usable, and a plain text table."""
+from __future__ import annotations
+
+import sys
+
+
+def session_factory(environ=None):
+    from config.settings import from_env
+
+    from .db import make_engine, sessions
+    return sessions(make_engine(from_env(environ).database_url))
+
+
+def database_unusable(exc: Exception, what: str = "database", code: int = 1) -> int:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    print(f"postsale: the {what} is not usable ({type(exc).__name__}: {first}); run `postsale migrate` first",
+          file=sys.stderr)
+    return code
+
+
+def print_table(rows, cols, out) -> None:
+    if not rows:
+        print("(nothing)", file=out)
+        return
+    cell = {c: [str(r.get(c)) if r.get(c) is not None else "-" for r in rows] for c in cols}
+    widths = {c: max(len(c), *(len(v) for v in cell[c])) for c in cols}
+    print("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip(), file=out)
+    for i in range(len(rows)):
+        print("  ".join(cell[c][i].ljust(widths[c]) for c in cols).rstrip(), file=out)
