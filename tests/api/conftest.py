@@ -23,9 +23,15 @@ def rules_dir(tmp_path, root):
 
 
 @pytest.fixture()
-def settings(db_url, rules_dir):
+def api_keys() -> dict:
+    """The keys the app under test accepts; other suites override this fixture."""
+    return KEYS
+
+
+@pytest.fixture()
+def settings(db_url, rules_dir, api_keys):
     migrate(db_url)
-    base = from_env({"POSTSALE_API_KEYS": json.dumps(KEYS)})
+    base = from_env({"POSTSALE_API_KEYS": json.dumps(api_keys)})
     return replace(base, database_url=db_url, rules_dir=rules_dir, max_body_bytes=64 * 1024)
 
 

@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from adapters.store.db import migrate
 from api.auth import digest
-from config.settings import from_env
-from tests.api.conftest import rules_dir  # noqa: F401 - fixtures (db_url is in tests/conftest.py)
+from tests.api.conftest import app, client, rules_dir, settings  # noqa: F401 - fixtures (db_url: tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"k-decide": ["decide", "read"], "k-read": ["read"], "k-approve": ["approve", "read"],
@@ -44,23 +41,8 @@ def deal_desk(account_id: str = "acme-002", requested: float = 27) -> dict:
 
 
 @pytest.fixture()
-def settings(db_url, rules_dir):  # noqa: F811
-    migrate(db_url)
-    base = from_env({"POSTSALE_API_KEYS": json.dumps(KEYS)})
-    return replace(base, database_url=db_url, rules_dir=rules_dir, max_body_bytes=64 * 1024)
-
-
-@pytest.fixture()
-def app(settings):
-    from api import create_app
-    app = create_app(settings)
-    yield app
-    app.extensions["postsale"].close()
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
+def api_keys() -> dict:
+    return KEYS
 
 
 @pytest.fixture()

@@ -1,7 +1,7 @@
 """The decision response carries cited snippets (the runtime loads config/knowledge at start)."""
 from __future__ import annotations
 
-from tests.api.conftest import app, auth, client, rules_dir, settings  # noqa: F401 - fixtures
+from tests.api.conftest import api_keys, app, auth, client, rules_dir, settings  # noqa: F401 - fixtures
 
 
 def test_decision_carries_citations(client, example_facts):
