@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -28,8 +28,17 @@ class Decision(Base):
     facts: Mapped[dict] = mapped_column(JSON)
     context: Mapped[dict] = mapped_column(JSON)
     result: Mapped[dict] = mapped_column(JSON)
+    # for KPIs by segment and signal: the decision's segment, the trigger that asked for it, the
+    # first and newest event behind it, the feature snapshot it used, and what it cost
+    segment: Mapped[str | None] = mapped_column(String(32))
+    trigger: Mapped[str | None] = mapped_column(String(64))
+    signal_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    newest_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    features: Mapped[dict | None] = mapped_column(JSON)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    cpu_ms: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_decisions_account", "account_id", "id"),)
+    __table_args__ = (Index("ix_decisions_account", "account_id", "id"), Index("ix_decisions_created", "created_at"))
 
 
 class DecisionEvent(Base):
@@ -128,5 +137,77 @@ class AuditEntry(Base):
     detail: Mapped[dict] = mapped_column(JSON)
 
 
-__all__ = ["Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
+class Event(Base):
+    """The event store: every accepted signal, once (event_id is unique), never changed."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_events_account", "account_id", "seq"),)
+
+
+class FeatureState(Base):
+    """An account's events folded into rolling aggregates (engine/signals/features.py); a cache
+    of the event store: replaying the account's events rebuilds it exactly."""
+
+    __tablename__ = "feature_state"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[dict] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)  # events folded
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    newest_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DueEvaluation(Base):
+    """A flow to re-evaluate for an account once its signals settle (debounce): each event
+    pushes due_at back, never past the deadline; `generation` counts events so an evaluation
+    that raced a new event leaves the row for another pass."""
+
+    __tablename__ = "due_evaluations"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(64))
+    first_signal_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    newest_event_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    events: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_due_evaluations_due", "due_at"),)
+
+
+class Outcome(Base):
+    """What happened after a decision (renewed, expanded, churned, offer accepted / declined)."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[float | None] = mapped_column(Float)
+    offer: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_outcomes_decision", "decision_id"), Index("ix_outcomes_occurred", "occurred_at"))
+
+
+__all__ = ["Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
            "Text", "UniqueConstraint"]
