@@ -31,8 +31,11 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         runtime.start()
     app.extensions["postsale"] = runtime
 
-    from . import approvals, decisions, ops, rulesets
+    from . import approvals, decisions, events, kpis, ops, outcomes, rulesets
     app.register_blueprint(decisions.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(outcomes.bp)
+    app.register_blueprint(kpis.bp)
     app.register_blueprint(rulesets.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(approvals.bp)

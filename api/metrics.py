@@ -37,3 +37,12 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+EVENTS = Counter("postsale_events_total", "Events received, by type and result (accepted, duplicate, rejected)",
+                 ["type", "result"])
+EVALUATIONS = Counter("postsale_evaluations_total", "Triggered evaluations, by flow and outcome "
+                      "(decided, incomplete, failed)", ["flow", "outcome"])
+FRESHNESS = Histogram("postsale_decision_data_age_seconds", "Age of the newest event behind a triggered decision",
+                      ["flow"], buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 6 * 3600, 86400))
+CPU = Histogram("postsale_decision_cpu_seconds", "CPU time spent deciding one decision (cost per decision)",
+                ["flow"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))

@@ -192,6 +192,12 @@ def parser() -> argparse.ArgumentParser:
     add_dispatch_commands(sub)
     from adapters.store.approvals_cli import add_subcommands as add_approval_commands
     add_approval_commands(sub)
+    from adapters.signals.cli import add_subcommands as add_signal_commands
+    add_signal_commands(sub)
+    from .signals.cli import add_subcommands as add_trigger_commands
+    add_trigger_commands(sub)
+    from adapters.store.kpis_cli import add_subcommands as add_kpi_commands
+    add_kpi_commands(sub)
     return p
 
 

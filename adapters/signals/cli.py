@@ -1,0 +1,5 @@
+"""`postsale events | features | consume` (placeholder)."""
+
+
+def add_subcommands(subparsers) -> None:
+    return None

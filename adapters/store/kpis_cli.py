@@ -1,0 +1,5 @@
+"""`postsale kpis` (placeholder)."""
+
+
+def add_subcommands(subparsers) -> None:
+    return None

@@ -1,0 +1,4 @@
+"""POST /v1/events (placeholder)."""
+from flask import Blueprint
+
+bp = Blueprint("events", __name__)

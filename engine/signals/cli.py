@@ -1,0 +1,5 @@
+"""`postsale triggers` (placeholder)."""
+
+
+def add_subcommands(subparsers) -> None:
+    return None
