@@ -18,7 +18,7 @@ from flask import current_app, g, request
 
 from .errors import Problem
 
-SCOPES = ("decide", "read", "approve", "admin")
+SCOPES = ("decide", "read", "approve", "admin", "ingest")
 
 
 def digest(key: str) -> str:

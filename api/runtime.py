@@ -35,6 +35,12 @@ def build_scoring(settings, redis=None):
                                       psi_threshold=settings.psi_threshold, drift_fact=True)
 
 
+def load_triggers(settings):
+    """The triggers, checked against the flows on disk; raises TriggerError listing every problem."""
+    from engine.signals.triggers import load_triggers as load
+    return load(settings.triggers_file, settings.rules_dir)
+
+
 def read_sources(directory) -> dict:
     return {name: text for name, text in Sources.from_dir(directory).files.items() if isinstance(text, str)}
 
@@ -50,6 +56,7 @@ class Runtime:
         self.idempotency = IdempotencyStore(self.factory, settings.idempotency_ttl_seconds, redis)
         self.scoring = build_scoring(settings, redis)
         self.deciders: dict[str, Decider] = {}
+        self._events = None
         self._seen_id = 0
         self._checked = 0.0
         self._purged = time.monotonic()
@@ -175,6 +182,14 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the poll converges anyway
                 log.warning("could not broadcast the reload through Redis")
         return changes
+
+    @property
+    def events(self):
+        """The event store, scheduling by the triggers (config/triggers.yaml); built on first use."""
+        if self._events is None:
+            from adapters.store.events import EventStore
+            self._events = EventStore(self.factory, triggers=load_triggers(self.settings), redis=self.redis)
+        return self._events
 
     def decider(self, name: str) -> Decider | None:
         self.sync()

@@ -24,6 +24,17 @@ def _int(env, name, default) -> int:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
 
 
+def _flag(env, name) -> bool | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a switch (1 or 0)")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -43,6 +54,11 @@ class Settings:
     # POSTSALE_INLINE_DISPATCH_MS: run a decision's ready actions before answering, for at most
     # this long (0: leave them all to `postsale worker`). Unset: 200 on SQLite, 0 on PostgreSQL.
     inline_dispatch_ms: int | None = None
+    triggers_file: Path = ROOT / "config" / "triggers.yaml"
+    # POSTSALE_EVALUATE_IN_SERVER: the HTTP workers also run the debounced evaluations that
+    # events schedule (1/0). Unset: on with SQLite (nothing else runs them), off on PostgreSQL,
+    # where `postsale worker` does.
+    evaluate_in_server: bool | None = None
 
     @property
     def embedded(self) -> bool:
@@ -53,6 +69,10 @@ class Settings:
         if self.inline_dispatch_ms is not None:
             return max(0, self.inline_dispatch_ms)
         return 200 if self.embedded else 0
+
+    @property
+    def evaluates_in_server(self) -> bool:
+        return self.embedded if self.evaluate_in_server is None else self.evaluate_in_server
 
 
 def from_env(env=None) -> Settings:
@@ -84,4 +104,6 @@ def from_env(env=None) -> Settings:
         models=env.get("POSTSALE_MODELS", "churn-gbm@1.0.0,upsell-gbm@1.0.0"),
         port=_int(env, "PORT", 8000),
         inline_dispatch_ms=_int(env, "POSTSALE_INLINE_DISPATCH_MS", None),
+        triggers_file=Path(env.get("POSTSALE_TRIGGERS") or ROOT / "config" / "triggers.yaml"),
+        evaluate_in_server=_flag(env, "POSTSALE_EVALUATE_IN_SERVER"),
     )

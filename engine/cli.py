@@ -148,7 +148,7 @@ def cmd_serve(args) -> int:
         return LOAD_ERROR
     if not os.environ.get("POSTSALE_API_KEYS") and not os.environ.get("POSTSALE_API_KEYS_FILE"):
         key = development_key()
-        os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin"]})
+        os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin", "ingest"]})
         print(f"development API key (all scopes, this run only): {key}")
         print(f"  export POSTSALE_KEY={key}")
     port = os.environ.get("PORT", "8000")

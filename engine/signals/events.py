@@ -1,0 +1,168 @@
+"""Events in: the envelope and each type's payload checked against their JSON Schemas
+(engine/signals/schemas/), every problem reported by JSON path, nothing accepted half-checked.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from engine.errors import FactProblem, PostsaleError
+from engine.language.schemas import _explain
+
+from .catalog import EVENT_TYPES
+
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+MAX_FUTURE = timedelta(hours=24)  # clock skew tolerated between a source and the service
+MAX_BATCH = 1000
+
+
+class EventError(PostsaleError):
+    """One or more events are malformed: every problem, by JSON path."""
+
+    def __init__(self, problems: list[FactProblem]):
+        self.problems = sorted(problems, key=lambda p: (p.path, p.message))
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    account_id: str
+    occurred_at: datetime  # aware, UTC
+    data: dict = field(compare=False)
+    source: str | None = None
+
+    def as_json(self) -> dict:
+        out = {"id": self.id, "type": self.type, "account_id": self.account_id,
+               "occurred_at": iso(self.occurred_at), "data": self.data}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{name}.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema(name: str) -> dict:
+    return validator(name).schema
+
+
+def parse_time(text, path: str, problems: list) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(FactProblem(path, f"{text!r} is not an RFC 3339 date-time (e.g. 2026-11-25T09:30:00Z)"))
+        return None
+    if at.tzinfo is None:
+        problems.append(FactProblem(path, f"{text!r} has no UTC offset (add Z or +hh:mm)"))
+        return None
+    return at.astimezone(timezone.utc)
+
+
+def _schema_problems(name: str, value, path: str) -> list[FactProblem]:
+    out = []
+    for err in validator(name).iter_errors(value):
+        where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        out.append(FactProblem(where, _explain(err)))
+    return out
+
+
+def _finite(value, path: str, problems: list) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(FactProblem(path, "must be a finite number"))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _finite(v, f"{path}.{k}", problems)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _finite(v, f"{path}[{i}]", problems)
+
+
+def _check_data(type_: str, data: dict, path: str, problems: list) -> None:
+    problems += _schema_problems(type_, data, path)
+    props = schema(type_)["properties"]
+    for key, spec in props.items():
+        value = data.get(key)
+        if not isinstance(value, str):
+            continue
+        if spec.get("pattern", "").startswith(r"^\d{4}"):
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                problems.append(FactProblem(f"{path}.{key}", f"{value!r} is not a calendar date (YYYY-MM-DD)"))
+        elif "date-time" in spec.get("description", ""):
+            parse_time(value, f"{path}.{key}", problems)
+
+
+def parse_event(obj, path: str = "$", now: datetime | None = None) -> Event:
+    """One event, or EventError listing everything wrong with it."""
+    problems: list[FactProblem] = []
+    event = _parse(obj, path, problems, now or datetime.now(timezone.utc))
+    if problems:
+        raise EventError(problems)
+    return event
+
+
+def _parse(obj, path, problems, now) -> Event | None:
+    before = len(problems)
+    problems += _schema_problems("_envelope", obj, path)
+    if not isinstance(obj, dict):
+        return None
+    _finite(obj, path, problems)
+    type_ = obj.get("type")
+    if isinstance(type_, str) and type_ not in EVENT_TYPES:
+        import difflib
+        close = difflib.get_close_matches(type_, list(EVENT_TYPES), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; types: {', '.join(EVENT_TYPES)}"
+        problems.append(FactProblem(f"{path}.type", f"unknown event type {type_!r}{hint}"))
+    elif isinstance(type_, str) and isinstance(obj.get("data"), dict):
+        _check_data(type_, obj["data"], f"{path}.data", problems)
+    at = parse_time(obj.get("occurred_at"), f"{path}.occurred_at", problems)
+    if at is not None and at - now > MAX_FUTURE:
+        problems.append(FactProblem(f"{path}.occurred_at", f"{obj['occurred_at']} is more than 24 hours in the future"))
+    if len(problems) > before:
+        return None
+    return Event(id=obj["id"], type=type_, account_id=obj["account_id"], occurred_at=at, data=obj["data"],
+                 source=obj.get("source"))
+
+
+def parse_events(payload, now: datetime | None = None) -> list[Event]:
+    """A body of one event, a list of events, or {"events": [...]}; all valid, or EventError."""
+    now = now or datetime.now(timezone.utc)
+    if isinstance(payload, dict) and "events" in payload and "type" not in payload:
+        if set(payload) != {"events"}:
+            extra = sorted(set(payload) - {"events"})
+            raise EventError([FactProblem(f"$.{extra[0]}", f"unknown key '{extra[0]}'; a batch is {{\"events\": [...]}}")])
+        items, base = payload["events"], "$.events"
+    elif isinstance(payload, list):
+        items, base = payload, "$"
+    else:
+        return [parse_event(payload, "$", now)]
+    if not isinstance(items, list):
+        raise EventError([FactProblem(base, "must be a list of events")])
+    if not items:
+        raise EventError([FactProblem(base, "is empty: send at least one event")])
+    if len(items) > MAX_BATCH:
+        raise EventError([FactProblem(base, f"has {len(items)} events; at most {MAX_BATCH} per request")])
+    problems: list[FactProblem] = []
+    events = [_parse(item, f"{base}[{i}]", problems, now) for i, item in enumerate(items)]
+    if problems:
+        raise EventError(problems)
+    return events
