@@ -216,3 +216,135 @@ def error_paths(err: ValidationError, prefix: str = "$") -> list[dict]:
 
     walk(err.messages, prefix)
     return sorted(out, key=lambda e: e["path"])
+
+
+# ---- outcomes and KPIs ----
+
+import re as _re  # noqa: E402
+from datetime import datetime as _datetime  # noqa: E402
+
+from marshmallow import validates_schema  # noqa: E402
+
+RFC3339 = _re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+OUTCOME_TYPES = ("renewed", "expanded", "churned", "offer_accepted", "offer_declined")
+KPI_GROUPS = ("flow", "ruleset_version", "segment", "period")
+KPI_PERIODS = ("day", "week", "month")
+
+
+class DateTimeWithOffset(fields.String):
+    """An RFC 3339 date-time that names its offset (`Z` or `+02:00`); loaded as an aware datetime."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {})
+        kwargs["metadata"] = {"format": "date-time", **kwargs["metadata"]}
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not RFC3339.match(text):
+            raise ValidationError("not an RFC 3339 date-time with an offset, e.g. 2026-05-01T12:00:00Z")
+        try:
+            return _datetime.fromisoformat(text.upper())
+        except ValueError as exc:
+            raise ValidationError(f"not a valid date-time: {exc}") from None
+
+
+class OutcomeRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(load_default=None, validate=[validate.Length(min=1, max=128),
+                                                     validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")],
+                       metadata={"description": "your id for the outcome: the same id and body is a replay, "
+                                                "the same id with another body a conflict (409)"})
+    decision_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    type = fields.String(required=True, validate=validate.OneOf(OUTCOME_TYPES))
+    amount = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(min=0),
+                          metadata={"description": "USD; required for renewed and expanded"})
+    offer = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=64),
+                                                                        validate.Regexp(OFFER_CODE)],
+                          metadata={"description": "one of the decision's offers; required for offer_accepted "
+                                                   "and offer_declined"})
+    occurred_at = DateTimeWithOffset(load_default=None, allow_none=True,
+                                     metadata={"description": "RFC 3339 with an offset; default: now"})
+    detail = fields.Dict(load_default=dict, metadata={"description": "anything else worth keeping"})
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _by_type(self, data, original, **kwargs):
+        errors = {}
+        kind = data.get("type")
+        sent = original if isinstance(original, dict) else {}
+        if kind in ("renewed", "expanded") and sent.get("amount") is None:
+            errors["amount"] = [f"required for {kind}"]
+        if kind in ("offer_accepted", "offer_declined") and sent.get("offer") is None:
+            errors["offer"] = [f"required for {kind}: the offer id from the decision"]
+        if errors:
+            raise ValidationError(errors)
+
+
+class OutcomeBatch(Schema):
+    class Meta:
+        unknown = RAISE
+
+    outcomes = fields.List(fields.Nested(OutcomeRequest), required=True, validate=validate.Length(min=1, max=500))
+
+
+class OutcomeRecord(Schema):
+    id = fields.String()
+    decision_id = fields.String()
+    type = fields.String()
+    amount = fields.Float(allow_none=True)
+    offer = fields.String(allow_none=True)
+    offer_kind = fields.String(allow_none=True, metadata={"description": "the offer's kind in the decision "
+                                                                         "(renewal, upsell, ...)"})
+    occurred_at = fields.String()
+    recorded_at = fields.String()
+    recorded_by = fields.String(allow_none=True, metadata={"description": "the key id that recorded it"})
+    detail = fields.Dict()
+
+
+class OutcomeList(Schema):
+    decision_id = fields.String(metadata={"description": "GET /v1/decisions/<id>/outcomes only"})
+    outcomes = fields.List(fields.Nested(OutcomeRecord))
+
+
+class KpiQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    flow = fields.String(load_default=None, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
+    ruleset_version = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
+    segment = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
+    from_ = DateTimeWithOffset(data_key="from", load_default=None,
+                               metadata={"description": "decisions created at or after (RFC 3339 with offset)"})
+    to = DateTimeWithOffset(load_default=None, metadata={"description": "decisions created before"})
+    group_by = fields.String(load_default="", metadata={"description": "comma-separated: flow, ruleset_version, "
+                                                                       "segment, period"})
+    period = fields.String(load_default=None, validate=validate.OneOf(KPI_PERIODS),
+                           metadata={"description": "day | week | month buckets of created_at (UTC) when grouping "
+                                                    "by period (default month)"})
+
+    @validates_schema(skip_on_field_errors=False)
+    def _consistent(self, data, **kwargs):
+        errors = {}
+        names = [g.strip() for g in (data.get("group_by") or "").split(",") if g.strip()]
+        bad = [g for g in names if g not in KPI_GROUPS]
+        if bad:
+            errors["group_by"] = [f"unknown: {', '.join(bad)}; choose from {', '.join(KPI_GROUPS)}"]
+        elif len(set(names)) != len(names):
+            errors["group_by"] = ["names a group twice"]
+        if data.get("period") is not None and "period" not in names:
+            errors["period"] = ["only with group_by=period"]
+        start, end = data.get("from_"), data.get("to")
+        if start is not None and end is not None and start >= end:
+            errors["to"] = ["must be after from"]
+        if errors:
+            raise ValidationError(errors)
+
+
+class KpiAnswer(Schema):
+    filters = fields.Dict()
+    group_by = fields.List(fields.String())
+    period = fields.String(allow_none=True)
+    groups = fields.List(fields.Dict(), metadata={"description": "{key, decisions, kpis} per group (one group, "
+                                                                 "key {}, when not grouping); docs/kpis.md"})
