@@ -16,7 +16,7 @@ from adapters.store.approvals import (ApprovalNotFound, ApprovalStore, CommentRe
                                       RecordedFlows, SelfApproval, escalation_target)
 
 from .auth import require
-from .decisions import _payload
+from .body import read_json
 from .errors import TYPES, Problem, invalid
 from .schemas import ApprovalQuery, ApproveRequest, RejectRequest, error_paths
 
@@ -44,7 +44,7 @@ def store() -> ApprovalStore:
 
 def _body(schema):
     """An optional JSON object body loaded with `schema`; every problem by path (400)."""
-    payload = {} if not request.get_data() else _payload()
+    payload = {} if not request.get_data() else read_json()
     if not isinstance(payload, dict):
         raise invalid([{"path": "$", "message": "the body must be a JSON object"}])
     try:
