@@ -1,5 +1,42 @@
-"""`postsale triggers` (placeholder)."""
+"""`postsale triggers check`: arguments only; the work is in engine/signals/triggers.py.
+
+    postsale triggers check [--file F] [--rules DIR]    validate the triggers (file:line:col errors)
+
+Exit codes: 0 the triggers load, 1 they do not (every problem on stderr), 2 the file is missing
+or unreadable.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+OK, LOAD_ERROR, UNREADABLE = 0, 1, 2
 
 
 def add_subcommands(subparsers) -> None:
-    return None
+    """Add `triggers` to an argparse subparsers object."""
+    t = subparsers.add_parser("triggers", help="the triggers (config/triggers.yaml): which events re-run which flow")
+    tsub = t.add_subparsers(dest="triggers_command", required=True)
+    c = tsub.add_parser("check", help="validate the triggers against the flows; compiler-style errors")
+    c.add_argument("--file", help="triggers file (default: config/triggers.yaml)")
+    c.add_argument("--rules", help="the rules folder holding the flows (default: rules)")
+    c.set_defaults(func=cmd_check)
+
+
+def cmd_check(args, out=None, err=None) -> int:
+    from .triggers import DEFAULT_PATH, RULES_DIR, TriggerError, display_path, load_triggers
+    out, err = out or sys.stdout, err or sys.stderr
+    path = Path(args.file) if args.file else DEFAULT_PATH
+    try:
+        triggers = load_triggers(path, args.rules or RULES_DIR)
+    except TriggerError as exc:
+        for d in exc.diagnostics:
+            print(d, file=err)
+        if any(d.code == "unreadable" for d in exc.diagnostics):
+            return UNREADABLE
+        n = len(exc.diagnostics)
+        print(f"{display_path(path)}: {n} error{'s' if n != 1 else ''}", file=err)
+        return LOAD_ERROR
+    n, k = len(triggers.triggers), len(triggers.event_types)
+    print(f"{display_path(path)}: {n} trigger{'s' if n != 1 else ''}, {k} event type{'s' if k != 1 else ''}", file=out)
+    return OK
