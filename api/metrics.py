@@ -46,3 +46,124 @@ FRESHNESS = Histogram("postsale_decision_data_age_seconds", "Age of the newest e
                       ["flow"], buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 6 * 3600, 86400))
 CPU = Histogram("postsale_decision_cpu_seconds", "CPU time spent deciding one decision (cost per decision)",
                 ["flow"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
+
+
+# ---- KPI gauges, read from the database (api/kpis.py binds the collector to the app's database) ----
+
+import logging as _logging  # noqa: E402
+import threading as _threading  # noqa: E402
+import time as _time  # noqa: E402
+
+from prometheus_client.core import GaugeMetricFamily as _Gauge  # noqa: E402
+
+_kpi_log = _logging.getLogger("postsale.kpis")
+
+
+class KpiCollector:
+    """KPI gauges over the last `window_days` days by flow and segment. They are read from the
+    database, at most once every `ttl` seconds per process (answers in between come from the
+    cache), so every gunicorn worker and every other process reports the same numbers: the
+    rows are the source, not per-process counters. A KPI without data has no sample."""
+
+    def __init__(self, ttl: float = 30.0, window_days: int = 30, clock=_time.monotonic):
+        self.ttl, self.window_days, self.clock = ttl, window_days, clock
+        self.factory = None
+        self.queries = 0
+        self._families: list = []
+        self._at = None
+        self._lock = _threading.Lock()
+
+    def bind(self, factory) -> None:
+        with self._lock:
+            self.factory, self._families, self._at = factory, [], None
+
+    def describe(self):
+        return []  # registering must not query the database
+
+    def collect(self):
+        with self._lock:
+            if self.factory is None:
+                return []
+            if self._at is None or self.clock() - self._at >= self.ttl:
+                self._at = self.clock()
+                try:
+                    self._families = self._read()
+                except Exception as exc:  # noqa: BLE001 - /metrics answers with the last good numbers
+                    _kpi_log.warning("KPI gauges not refreshed: %s: %s", type(exc).__name__,
+                                     str(exc).splitlines()[0] if str(exc) else "")
+            return list(self._families)
+
+    def _read(self) -> list:
+        from datetime import timedelta
+
+        from adapters.store.db import now
+        from adapters.store.kpis import KpiQuery, compute
+        self.queries += 1
+        with self.factory() as s:
+            answer = compute(s, KpiQuery(start=now() - timedelta(days=self.window_days), group_by=("flow", "segment")))
+        window = f" over the last {self.window_days} days"
+        labels = ["flow", "segment"]
+
+        def gauge(name, help_text, extra=()):
+            return _Gauge(name, help_text + window, labels=labels + list(extra))
+
+        g = {
+            "decisions": gauge("postsale_kpi_decisions", "Decisions made"),
+            "renewal": gauge("postsale_kpi_renewal_rate", "Renewed / (renewed + churned) decisions"),
+            "expansion": gauge("postsale_kpi_expansion_revenue_usd", "Sum of expanded outcome amounts (USD)"),
+            "acv": gauge("postsale_kpi_average_contract_value_usd", "Mean amount of renewed outcomes (USD)"),
+            "to_offer": gauge("postsale_kpi_time_to_approved_offer_seconds",
+                              "From the first signal to the offer going out (approved, or made without approval)",
+                              ["quantile"]),
+            "win": gauge("postsale_kpi_upgrade_win_rate", "Accepted / (accepted + declined) recommended upgrades"),
+            "actions": gauge("postsale_kpi_actions", "Planned actions of decisions without an approval (automated), "
+                             "approved by a human, or held and not approved", ["mode"]),
+            "intervention": gauge("postsale_kpi_human_intervention_rate",
+                                  "Decisions that needed approval or escalated / decisions"),
+            "violations": gauge("postsale_kpi_guardrail_violations", "Guardrail violations caught (clamped, "
+                                "blocked or sent for approval)"),
+            "success": gauge("postsale_kpi_action_success_rate", "Actions done / (done + dead)"),
+            "latency": gauge("postsale_kpi_decision_latency_seconds", "Time to decide and record", ["quantile"]),
+            "fresh": gauge("postsale_kpi_data_freshness_seconds", "Decision time minus its newest event, triggered "
+                           "decisions", ["quantile"]),
+            "cpu": gauge("postsale_kpi_cpu_seconds_per_decision", "Mean CPU time per decision"),
+        }
+
+        def put(name, key, value, *extra, scale=1.0):
+            if value is not None:
+                g[name].add_metric(list(key) + list(extra), value * scale)
+
+        for group in answer["groups"]:
+            key = (group["key"]["flow"], group["key"]["segment"] or "none")
+            k = group["kpis"]
+            put("decisions", key, group["decisions"])
+            put("renewal", key, k["renewal_rate"]["value"])
+            put("expansion", key, k["expansion_revenue"]["value"])
+            put("acv", key, k["average_contract_value"]["value"])
+            put("to_offer", key, k["time_to_approved_offer_seconds"]["p50"], "0.5")
+            put("to_offer", key, k["time_to_approved_offer_seconds"]["p90"], "0.9")
+            put("win", key, k["upgrade_win_rate"]["value"])
+            for mode in ("automated", "human_approved", "not_approved"):
+                put("actions", key, k["actions"][mode], mode)
+            put("intervention", key, k["human_intervention_rate"]["value"])
+            put("violations", key, k["guardrail_violations"]["value"])
+            put("success", key, k["action_success_rate"]["value"])
+            put("latency", key, k["decision_latency_ms"]["p50"], "0.5", scale=0.001)
+            put("latency", key, k["decision_latency_ms"]["p95"], "0.95", scale=0.001)
+            put("fresh", key, k["data_freshness_seconds"]["p50"], "0.5")
+            put("fresh", key, k["data_freshness_seconds"]["p95"], "0.95")
+            put("cpu", key, k["cost_per_decision_cpu_ms"]["value"], scale=0.001)
+        stamp = _Gauge("postsale_kpi_computed_timestamp_seconds", "When the KPI gauges were read from the database")
+        stamp.add_metric([], _time.time())
+        return list(g.values()) + [stamp]
+
+
+KPI_COLLECTOR = KpiCollector()
+KPI_REGISTRY = CollectorRegistry(auto_describe=False)
+KPI_REGISTRY.register(KPI_COLLECTOR)
+_render_counters = render
+
+
+def render() -> tuple[bytes, str]:  # noqa: F811 - the counters (per process or summed), then the KPI gauges
+    data, ctype = _render_counters()
+    return data + generate_latest(KPI_REGISTRY), ctype
