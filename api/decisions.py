@@ -138,7 +138,10 @@ def decide():
 
     try:
         try:
+            cpu = time.thread_time()
             decision, decided_facts = decider.decide_full(req["facts"])
+            cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
         except FactsError as exc:
             raise invalid([{"path": "$.facts" + p.path[1:], "message": p.message} for p in exc.problems],
                           "the facts do not fit the flow's facts schema") from None
@@ -160,7 +163,8 @@ def decide():
         try:
             decision_id, _, _ = rt.decisions.record(
                 flow=flow_name, version=decision["ruleset_version"], facts=decided_facts, context=req["context"],
-                result=decision, request_hash=request_hash(payload), api_key_id=g.api_key_id, idempotency=complete)
+                result=decision, request_hash=request_hash(payload), api_key_id=g.api_key_id, complete=complete,
+                cost=cost)
         except IntegrityError:
             if idem is None:
                 raise
@@ -181,6 +185,7 @@ def decide():
     elapsed = time.perf_counter() - started
     metrics.DECISIONS.labels(flow_name, decision["status"], decision["ruleset_version"]).inc()
     metrics.LATENCY.labels(flow_name).observe(elapsed)
+    metrics.CPU.labels(flow_name).observe(cost["cpu_ms"] / 1000)
     for f in decision["trace"]["fired"]:
         metrics.FIRINGS.labels(flow_name, f["id"]).inc()
     log.info("decided", extra={"flow": flow_name, "version": decision["ruleset_version"],

@@ -21,11 +21,14 @@ class DecisionStore:
         self.approval_ttl = approval_ttl_seconds
 
     def record(self, *, flow, version, facts, context, result, request_hash, api_key_id,
-               idempotency=None, response_for=None) -> tuple[str, list]:
+               complete=None, signals: dict | None = None, cost: dict | None = None) -> tuple[str, list]:
         """Write the decision, its `decided` event and its outbox rows atomically.
 
-        `idempotency` (a callable taking the session, decision id) lets the caller complete the
-        idempotency record in the same transaction, so a retry can never see half of it.
+        `complete` (a callable taking the session, decision id, time and result) lets the caller
+        finish its own records in the same transaction (the idempotency key; the debounced
+        evaluation), so a retry can never see half of it. `signals` (trigger, signal_at,
+        newest_event_at, features) says which events and features a triggered decision used;
+        `cost` (latency_ms, cpu_ms) what deciding took.
         """
         decision_id = new_id()
         at = now()
@@ -37,7 +40,8 @@ class DecisionStore:
         with transaction(self.factory) as s:
             s.add(Decision(id=decision_id, created_at=at, flow=flow, ruleset_version=version, account_id=account_id,
                            status=result["status"], api_key_id=api_key_id, request_hash=request_hash, facts=facts,
-                           context=context or {}, result=result))
+                           context=context or {}, result=result, segment=_segment(facts), **(signals or {}),
+                           **(cost or {})))
             s.flush()
             s.add(DecisionEvent(decision_id=decision_id, type="decided", created_at=at, actor=api_key_id,
                                 payload={"status": result["status"], "ruleset_version": version}))
@@ -52,8 +56,8 @@ class DecisionStore:
                                proposed={"offers": result["offers"], "actions": planned},
                                requested_by=api_key_id, created_at=at,
                                expires_at=at + timedelta(seconds=self.approval_ttl)))
-            if idempotency is not None:
-                idempotency(s, decision_id, at, result)
+            if complete is not None:
+                complete(s, decision_id, at, result)
         return decision_id, at, result
 
     def get(self, decision_id: str) -> dict | None:
@@ -72,6 +76,19 @@ class DecisionStore:
                 q = q.where(Decision.id < after)
             rows = s.scalars(q.order_by(Decision.id.desc()).limit(limit)).all()
             return [summary_json(d) for d in rows]
+
+
+    def last(self, account_id: str, flow: str) -> dict | None:
+        """The account's newest decision of the flow (its result), or None."""
+        with self.factory() as s:
+            return s.scalars(select(Decision.result).where(Decision.account_id == account_id, Decision.flow == flow)
+                             .order_by(Decision.id.desc()).limit(1)).first()
+
+
+def _segment(facts: dict):
+    account = facts.get("account")
+    value = account.get("segment") if isinstance(account, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def audit(session, actor, kind, subject, detail) -> None:

@@ -1,8 +1,8 @@
 """An account's events folded into state, and the features read from that state at a time.
 
 The fold is order-independent: every part of the state is a join (sums per day, latest value
-by (time, event id), closed-beats-open, paid-beats-overdue, max), and pruning keeps exactly what
-falls inside the window of the newest event, so folding the same events in any order — live
+by (time, event id), latest close, latest payment), and pruning drops each part by its own
+event's time against the newest event's window, so folding the same events in any order — live
 as they arrive, or replayed from the event store — gives the same state, byte for byte.
 """
 from __future__ import annotations
@@ -58,43 +58,28 @@ def fold(state: dict, event: Event) -> dict:
     elif kind == "product.seats_used":
         state["seats_used"] = _latest(state["seats_used"], data["seats_used"], key)
     elif kind in ("product.usage", "product.logins"):
-        if _in_window(state, event.occurred_at, WINDOW_DAYS):
-            buckets = state["usage" if kind == "product.usage" else "logins"]
-            day = _day(event.occurred_at)
-            buckets[day] = buckets.get(day, 0) + data["count"]
+        buckets = state["usage" if kind == "product.usage" else "logins"]
+        day = _day(event.occurred_at)
+        buckets[day] = buckets.get(day, 0) + data["count"]
     elif kind == "support.incident":
-        if _in_window(state, event.occurred_at, WINDOW_DAYS):
-            day = state["incidents"].setdefault(_day(event.occurred_at), {})
-            old = day.get(data["incident_id"])
-            if old is None or SEVERITY_RANK[data["severity"]] < SEVERITY_RANK[old]:
-                day[data["incident_id"]] = data["severity"]
-    elif kind in ("support.ticket_opened", "support.ticket_closed"):
-        if _in_window(state, event.occurred_at, TICKET_KEEP_DAYS):
-            t = state["tickets"].setdefault(data["ticket_id"], {"closed": False, "severity": None, "at": at})
-            t["at"] = max(t["at"], at)
-            if kind == "support.ticket_closed":
-                t["closed"] = True
-            elif t["severity"] is None:
-                t["severity"] = data["severity"]
-            if t["closed"]:
-                t["severity"] = None
-    elif kind in ("billing.invoice_overdue", "billing.invoice_paid"):
-        if _in_window(state, event.occurred_at, TICKET_KEEP_DAYS):
-            inv = state["invoices"].setdefault(data["invoice_id"], {"paid": False, "due_date": None, "at": at})
-            inv["at"] = max(inv["at"], at)
-            if kind == "billing.invoice_paid":
-                inv["paid"] = True
-            elif inv["due_date"] is None or data["due_date"] < inv["due_date"]:
-                inv["due_date"] = data["due_date"]
-            if inv["paid"]:
-                inv["due_date"] = None
+        day = state["incidents"].setdefault(_day(event.occurred_at), {})
+        old = day.get(data["incident_id"])
+        if old is None or SEVERITY_RANK[data["severity"]] < SEVERITY_RANK[old]:
+            day[data["incident_id"]] = data["severity"]
+    elif kind == "support.ticket_opened":
+        t = state["tickets"].setdefault(data["ticket_id"], {})
+        t["opened"] = _latest(t.get("opened"), data["severity"], key)
+    elif kind == "support.ticket_closed":
+        t = state["tickets"].setdefault(data["ticket_id"], {})
+        t["closed"] = max(t.get("closed", at), at)
+    elif kind == "billing.invoice_overdue":
+        inv = state["invoices"].setdefault(data["invoice_id"], {})
+        inv["overdue"] = _latest(inv.get("overdue"), data["due_date"], key)
+    elif kind == "billing.invoice_paid":
+        inv = state["invoices"].setdefault(data["invoice_id"], {})
+        inv["paid"] = max(inv.get("paid", at), at)
     _prune(state)
     return state
-
-
-def _in_window(state: dict, at: datetime, days: int) -> bool:
-    newest = _parse_stamp(state["newest"])
-    return at.astimezone(timezone.utc).date() >= newest.date() - timedelta(days=days)
 
 
 def _parse_stamp(text: str) -> datetime:
@@ -112,8 +97,18 @@ def _prune(state: dict) -> None:
                                      tzinfo=timezone.utc))
     for name in ("tickets", "invoices"):
         items = state[name]
-        if any(v["at"] < horizon for v in items.values()):
-            state[name] = {k: v for k, v in items.items() if v["at"] >= horizon}
+        stale = [k for k, parts in items.items() if any(_time(v) < horizon for v in parts.values())]
+        for k in stale:  # each part by its own event's time, so it goes in any order of arrival
+            kept = {p: v for p, v in items[k].items() if _time(v) >= horizon}
+            if kept:
+                items[k] = kept
+            else:
+                del items[k]
+
+
+def _time(part) -> str:
+    """A part's event time: a stamp, or the stamp in a [value, "stamp|event id"] pair."""
+    return part[1].split("|", 1)[0] if isinstance(part, list) else part
 
 
 def canonical(state: dict) -> dict:
@@ -182,9 +177,9 @@ def features(state: dict, account_id: str, as_of: datetime) -> dict:
               if (day - timedelta(days=30)).isoformat() < d <= day.isoformat()}
     out["incidents_30d"] = sum(len(v) for v in recent.values())
     out["sev1_incidents_30d"] = sum(1 for v in recent.values() for s in v.values() if s == "sev1")
-    out["open_tickets"] = sum(1 for t in state["tickets"].values() if not t["closed"])
-    overdue = [date.fromisoformat(i["due_date"]) for i in state["invoices"].values()
-               if not i["paid"] and i["due_date"] is not None and date.fromisoformat(i["due_date"]) < day]
+    out["open_tickets"] = sum(1 for t in state["tickets"].values() if "opened" in t and "closed" not in t)
+    overdue = [date.fromisoformat(i["overdue"][0]) for i in state["invoices"].values()
+               if "overdue" in i and "paid" not in i and date.fromisoformat(i["overdue"][0]) < day]
     out["overdue_invoices"] = len(overdue)
     out["days_overdue"] = max(((day - d).days for d in overdue), default=0)
     if state["newest"] is not None:

@@ -1,0 +1,206 @@
+"""Debounced evaluations: when an account's signals settle, decide its flow from its features.
+
+A due row (adapters/store/models.DueEvaluation) is claimed with a lease (FOR UPDATE SKIP
+LOCKED on PostgreSQL; BEGIN IMMEDIATE on SQLite), so any number of workers share the queue and
+each evaluation runs once. The decision is recorded with the feature snapshot it used, the
+first and newest event behind it and the trigger; the due row is removed in the same
+transaction only if no event arrived meanwhile (its generation is unchanged) — otherwise the
+lease is released and the row comes due again after its new debounce.
+
+A decision identical to the account's last one for the flow (same offers, discounts, actions,
+escalations) is not recorded again: telemetry that changes nothing plans no second quote.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+
+from adapters.store.db import now, transaction
+from adapters.store.decisions import audit
+from adapters.store.events import aware
+from adapters.store.models import DueEvaluation
+from engine.errors import DecisionError, FactsError
+from engine.signals.events import iso
+
+log = logging.getLogger("postsale.evaluate")
+OUTCOMES = ("decided", "unchanged", "incomplete", "failed", "superseded")
+
+
+@dataclass(frozen=True)
+class Due:
+    account_id: str
+    flow: str
+    trigger: str
+    generation: int
+    events: int
+    first_signal_at: datetime
+    newest_event_at: datetime
+
+
+@dataclass
+class Summary:
+    outcomes: dict = field(default_factory=lambda: {k: 0 for k in OUTCOMES})
+    decisions: list = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return sum(self.outcomes.values())
+
+    def as_dict(self) -> dict:
+        return {**self.outcomes, "decisions": self.decisions}
+
+
+def fingerprint(result: dict) -> str:
+    """What a decision would make happen; two decisions with the same fingerprint plan the same."""
+    plan = {"status": result.get("status"),
+            "offers": [(o.get("offer"), o.get("discount")) for o in result.get("offers", [])],
+            "actions": [(a.get("type"), a.get("params")) for a in result.get("actions", [])],
+            "escalations": result.get("escalations"),
+            "approval": (result.get("approval") or {}).get("required")}
+    return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Evaluator:
+    def __init__(self, runtime, worker_id: str | None = None, lease_seconds: float = 60.0, clock=now):
+        self.rt = runtime
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease = timedelta(seconds=lease_seconds)
+        self.clock = clock
+
+    @property
+    def dialect(self) -> str:
+        return self.rt.db.dialect.name
+
+    def claim(self, limit: int = 20, at: datetime | None = None) -> list[Due]:
+        at = at or self.clock()
+        q = (select(DueEvaluation).where(DueEvaluation.due_at <= at,
+                                         or_(DueEvaluation.lease_until.is_(None), DueEvaluation.lease_until < at))
+             .order_by(DueEvaluation.due_at).limit(limit))
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        out = []
+        with transaction(self.rt.factory) as s:
+            for row in s.scalars(q):
+                row.claimed_by = self.worker_id
+                row.lease_until = self.clock() + self.lease
+                out.append(Due(row.account_id, row.flow, row.trigger, row.generation, row.events,
+                               aware(row.first_signal_at), aware(row.newest_event_at)))
+        return out
+
+    def run_due(self, limit: int = 100, at: datetime | None = None) -> Summary:
+        """Evaluate what is due (at `at`, default now); returns what happened."""
+        summary = Summary()
+        while summary.processed < limit:
+            batch = self.claim(min(20, limit - summary.processed), at)
+            if not batch:
+                break
+            for due in batch:
+                outcome, decision_id = self.evaluate(due)
+                summary.outcomes[outcome] += 1
+                if decision_id:
+                    summary.decisions.append(decision_id)
+        return summary
+
+    def evaluate(self, due: Due) -> tuple[str, str | None]:
+        try:
+            return self._evaluate(due)
+        except Exception:  # noqa: BLE001 - the lease expires and another pass retries
+            log.exception("evaluation of %s for %s failed; it will be retried", due.flow, due.account_id)
+            self._count(due.flow, "failed")
+            return "failed", None
+
+    def _evaluate(self, due: Due) -> tuple[str, str | None]:
+        from api import metrics
+        rt = self.rt
+        trigger = rt.events.triggers.get(due.trigger) if rt.events.triggers else None
+        decider = rt.decider(due.flow)
+        if trigger is None or decider is None:
+            why = f"trigger {due.trigger} is no longer configured" if trigger is None else f"flow {due.flow} is not loaded"
+            self._finish(due, "evaluation.dropped", {"reason": why})
+            self._count(due.flow, "failed")
+            return "failed", None
+        snap = rt.events.snapshot(due.account_id, use_cache=False)
+        as_of = self.clock()
+        values = snap.features(as_of) if snap else {"account_id": due.account_id}
+        facts = trigger.facts_for(values)
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            decision, decided = decider.decide_full(facts)
+        except FactsError as exc:
+            self._finish(due, "evaluation.incomplete",
+                         {"trigger": trigger.name, "problems": [{"path": p.path, "message": p.message} for p in exc.problems]})
+            self._count(due.flow, "incomplete")
+            return "incomplete", None
+        except DecisionError as exc:
+            self._finish(due, "evaluation.failed", {"trigger": trigger.name, "code": exc.code, "message": str(exc)})
+            self._count(due.flow, "failed")
+            return "failed", None
+        cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+        last = rt.decisions.last(due.account_id, due.flow)
+        if last is not None and fingerprint(last) == fingerprint(decision):
+            self._finish(due, None, None)
+            self._count(due.flow, "unchanged")
+            return "unchanged", None
+        signals = {"trigger": trigger.name, "signal_at": due.first_signal_at, "newest_event_at": due.newest_event_at,
+                   "features": {"as_of": iso(as_of), "version": snap.version if snap else 0,
+                                "last_seq": snap.last_seq if snap else 0, "values": values}}
+        context = {"source": "trigger", "trigger": trigger.name, "events": due.events}
+        superseded = []
+
+        def complete(s, decision_id, at, result):
+            if not self._remove(s, due):
+                superseded.append(decision_id)
+        decision_id, at, result = rt.decisions.record(
+            flow=due.flow, version=decision["ruleset_version"], facts=decided, context=context, result=decision,
+            request_hash=hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest(), api_key_id=None,
+            complete=complete, signals=signals, cost=cost)
+        if superseded:
+            self._release(due)
+        metrics.DECISIONS.labels(due.flow, decision["status"], decision["ruleset_version"]).inc()
+        metrics.CPU.labels(due.flow).observe(cost["cpu_ms"] / 1000)
+        metrics.FRESHNESS.labels(due.flow).observe(max(0.0, (at - due.newest_event_at).total_seconds()))
+        self._count(due.flow, "decided")
+        log.info("decided", extra={"flow": due.flow, "decision_id": decision_id, "trigger": trigger.name})
+        budget = rt.settings.inline_dispatch_budget_ms
+        if budget > 0:
+            from adapters.dispatch.inline import dispatch_inline
+            dispatch_inline(rt, decision_id, budget / 1000, {"actions": result["actions"]})
+        return "decided", decision_id
+
+    def _remove(self, s, due: Due) -> bool:
+        """Delete the due row unless an event arrived since the claim (then keep it for another pass)."""
+        gone = s.execute(delete(DueEvaluation).where(
+            DueEvaluation.account_id == due.account_id, DueEvaluation.flow == due.flow,
+            DueEvaluation.generation == due.generation, DueEvaluation.claimed_by == self.worker_id))
+        return gone.rowcount == 1
+
+    def _release(self, due: Due) -> None:
+        with transaction(self.rt.factory) as s:
+            s.execute(update(DueEvaluation).where(and_(
+                DueEvaluation.account_id == due.account_id, DueEvaluation.flow == due.flow,
+                DueEvaluation.claimed_by == self.worker_id)).values(claimed_by=None, lease_until=None))
+
+    def _finish(self, due: Due, kind: str | None, detail: dict | None) -> None:
+        with transaction(self.rt.factory) as s:
+            removed = self._remove(s, due)
+            if kind is not None:
+                audit(s, self.worker_id, kind, f"{due.flow}:{due.account_id}", detail)
+        if not removed:
+            self._release(due)
+
+    @staticmethod
+    def _count(flow: str, outcome: str) -> None:
+        from api import metrics
+        metrics.EVALUATIONS.labels(flow, outcome).inc()
+
+
+__all__ = ["Evaluator", "Due", "Summary", "fingerprint", "iso"]
