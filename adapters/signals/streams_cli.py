@@ -223,24 +223,19 @@ def cmd_consume(args, out=None, stop=None, environ=None) -> int:
 
 def read_events(text: str, name: str = "-"):
     """(events, problems): every event of a JSON list, {"events": [...]}, one event or NDJSON,
-    each checked; problems are lines `name: where: message` (NDJSON: `name:LINE: ...`)."""
+    each checked; problems are lines `name: where: message` (NDJSON: `name:LINE: ...`), in
+    the order of the input."""
     from engine.signals.events import EventError, parse_event
-    items: list[tuple[str, object]] = []  # (prefix, object)
-    problems: list[str] = []
+    items: list[tuple[str, str, object]] = []  # (prefix, JSON path, object or a JSONDecodeError)
     try:
         payload = json.loads(text)
     except json.JSONDecodeError:
-        payload = None
         for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append((f"{name}:{n}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                problems.append(f"{name}:{n}:{exc.colno}: not JSON: {exc.msg}")
-        if not items and not problems:
-            problems.append(f"{name}: no events")
-        paths = ["$"] * len(items)
+            if line.strip():
+                try:
+                    items.append((f"{name}:{n}", "$", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    items.append((f"{name}:{n}:{exc.colno}", "", exc))
     else:
         if isinstance(payload, dict) and "events" in payload and "type" not in payload:
             seq, base = payload["events"], "$.events"
@@ -249,15 +244,15 @@ def read_events(text: str, name: str = "-"):
         elif isinstance(payload, list):
             seq, base = payload, "$"
         else:
-            seq, base = None, "$"
-        if seq is None:
-            items, paths = [(name, payload)], ["$"]
-        else:
-            items, paths = [(name, x) for x in seq], [f"{base}[{i}]" for i in range(len(seq))]
-        if not items:
-            problems.append(f"{name}: no events")
-    events = []
-    for (prefix, obj), path in zip(items, paths):
+            seq, base = [payload], None
+        items = [(name, f"{base}[{i}]" if base else "$", x) for i, x in enumerate(seq)]
+    if not items:
+        return [], [f"{name}: no events"]
+    events, problems = [], []
+    for prefix, path, obj in items:
+        if isinstance(obj, json.JSONDecodeError):
+            problems.append(f"{prefix}: not JSON: {obj.msg}")
+            continue
         try:
             events.append(parse_event(obj, path))
         except EventError as exc:
