@@ -2,3 +2,4 @@
 from api import create_app
 
 app = create_app()
+app.extensions["postsale"].start_evaluations()

@@ -57,6 +57,8 @@ class Runtime:
         self.scoring = build_scoring(settings, redis)
         self.deciders: dict[str, Decider] = {}
         self._events = None
+        self._evaluating = None
+        self._stop = threading.Event()
         self._seen_id = 0
         self._checked = 0.0
         self._purged = time.monotonic()
@@ -191,11 +193,35 @@ class Runtime:
             self._events = EventStore(self.factory, triggers=load_triggers(self.settings), redis=self.redis)
         return self._events
 
+    def start_evaluations(self, poll: float = 1.0) -> threading.Thread | None:
+        """Run the debounced evaluations in this process (POSTSALE_EVALUATE_IN_SERVER; on by
+        default with SQLite, where no worker runs them). Safe in every gunicorn worker at once:
+        each due row is claimed by one of them."""
+        if not self.settings.evaluates_in_server or self._evaluating is not None:
+            return None
+        from adapters.signals.evaluate import Evaluator
+        self.events  # noqa: B018 - fails here, loudly, when the triggers do not load
+        evaluator = Evaluator(self)
+        stop = self._stop
+
+        def loop():
+            while not stop.wait(poll):
+                try:
+                    evaluator.run_due(limit=50)
+                except Exception:  # noqa: BLE001 - logged; tried again on the next tick
+                    log.exception("evaluating due flows failed; again in %ss", poll)
+        self._evaluating = threading.Thread(target=loop, name="evaluations", daemon=True)
+        self._evaluating.start()
+        return self._evaluating
+
     def decider(self, name: str) -> Decider | None:
         self.sync()
         return self.deciders.get(name)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._evaluating is not None:
+            self._evaluating.join(timeout=5)
         for d in self.deciders.values():
             d.close()
         self.db.dispose()

@@ -138,6 +138,22 @@ def activate_rules() -> int:
     return OK
 
 
+def check_triggers() -> int:
+    """Refuse to serve with triggers that do not load: events would be stored and never acted on."""
+    from config.settings import from_env
+    from .signals.triggers import TriggerError, load_triggers
+    settings = from_env()
+    try:
+        triggers = load_triggers(settings.triggers_file, settings.rules_dir)
+    except TriggerError as exc:
+        for d in exc.diagnostics:
+            print(d, file=sys.stderr)
+        print("postsale: the triggers do not load; not serving", file=sys.stderr)
+        return LOAD_ERROR
+    print(f"triggers: {len(triggers.triggers)} loaded ({len(triggers.event_types)} event types)")
+    return OK
+
+
 def cmd_serve(args) -> int:
     """Migrate, make sure there is an API key, then hand over to gunicorn."""
     import os
@@ -145,6 +161,8 @@ def cmd_serve(args) -> int:
     if cmd_migrate(args) != OK:
         return LOAD_ERROR
     if activate_rules() != OK:
+        return LOAD_ERROR
+    if check_triggers() != OK:
         return LOAD_ERROR
     if not os.environ.get("POSTSALE_API_KEYS") and not os.environ.get("POSTSALE_API_KEYS_FILE"):
         key = development_key()

@@ -57,6 +57,8 @@ def add_subcommands(subparsers) -> None:
     w.add_argument("--max-seconds", type=float, default=None, help="--drain: give up after this long")
     w.add_argument("--sweep-every", type=float, default=_env_float("POSTSALE_WORKER_SWEEP", 30.0),
                    help="seconds between sweeps for overdue approvals (default 30)")
+    w.add_argument("--no-evaluate", action="store_true",
+                   help="do not run the debounced evaluations events schedule (another process does)")
     w.set_defaults(func=cmd_worker)
 
     o = subparsers.add_parser("outbox", help="the planned actions: list, count, re-drive dead letters")
@@ -164,6 +166,10 @@ def cmd_worker(args, out=None) -> int:
         else:
             logging.getLogger("postsale.dispatch").info("worker %s started (concurrency %s)", d.worker_id,
                                                        args.concurrency)
+            if not getattr(args, "no_evaluate", False):
+                evaluations = _evaluations(stop, args.poll)
+                if evaluations is None:
+                    return FAILED
             d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_approval_sweep(),
                           housekeeping_every=args.sweep_every)
     except Exception as exc:  # noqa: BLE001 - e.g. the schema is missing
@@ -171,6 +177,36 @@ def cmd_worker(args, out=None) -> int:
     finally:
         d.close()
     return OK
+
+
+def _evaluations(stop: threading.Event, poll: float):
+    """The debounced evaluations (adapters/signals/evaluate.py) in a thread of the worker; None
+    when the rules or triggers do not load (printed)."""
+    from adapters.signals.cli import _fail, _runtime
+    from adapters.signals.evaluate import Evaluator
+    try:
+        rt = _runtime()
+        rt.start()
+        rt.events  # noqa: B018 - the triggers must load
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return None
+    evaluator = Evaluator(rt)
+    log = logging.getLogger("postsale.evaluate")
+
+    def loop():
+        while not stop.is_set():
+            try:
+                busy = evaluator.run_due(limit=50).processed
+            except Exception:  # noqa: BLE001
+                log.exception("evaluating due flows failed; again in %ss", poll)
+                busy = 0
+            if not busy:
+                stop.wait(poll)
+        rt.close()
+    t = threading.Thread(target=loop, name="evaluations", daemon=True)
+    t.start()
+    return t
 
 
 def _approval_sweep():

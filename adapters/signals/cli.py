@@ -1,5 +1,146 @@
-"""`postsale events | features | consume` (placeholder)."""
+"""`postsale features | evaluate`: arguments only; the work is in adapters/store/events.py and
+adapters/signals/evaluate.py.
+
+    postsale features show ACCOUNT [--as-of T] [--json]   an account's features from its events
+    postsale features rebuild [ACCOUNT ...] [--all]        replay events into the feature state
+    postsale evaluate [--ahead S] [--loop] [--limit N]      decide the flows whose signals settled
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+
+OK, FAILED = 0, 1
 
 
 def add_subcommands(subparsers) -> None:
-    return None
+    f = subparsers.add_parser("features", help="accounts' features, folded from their events")
+    fs = f.add_subparsers(dest="features_command", required=True)
+    show = fs.add_parser("show", help="an account's features (as of now, or --as-of)")
+    show.add_argument("account")
+    show.add_argument("--as-of", help="RFC 3339 time (default: now)")
+    show.add_argument("--json", action="store_true", help="the features and the folded state as JSON")
+    show.set_defaults(func=cmd_show)
+    rb = fs.add_parser("rebuild", help="replay accounts' events and replace their feature state")
+    rb.add_argument("accounts", nargs="*")
+    rb.add_argument("--all", action="store_true", help="every account with a feature state")
+    rb.set_defaults(func=cmd_rebuild)
+
+    e = subparsers.add_parser("evaluate", help="decide the flows whose signals settled (debounced triggers)")
+    e.add_argument("--limit", type=int, default=1000, help="at most this many evaluations per pass (default 1000)")
+    e.add_argument("--ahead", type=float, default=0.0, metavar="SECONDS",
+                   help="treat the clock as this many seconds ahead (decide bursts before their debounce ends)")
+    e.add_argument("--loop", action="store_true", help="keep evaluating every --poll seconds until stopped")
+    e.add_argument("--poll", type=float, default=1.0)
+    e.set_defaults(func=cmd_evaluate)
+
+
+def _runtime():
+    from api.auth import KeyRing
+    from api.runtime import Runtime
+    from config.settings import from_env
+    settings = from_env()
+    redis = None
+    if settings.redis_url:
+        import redis as redis_lib
+        redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2)
+    return Runtime(settings, KeyRing([]), redis)
+
+
+def _fail(exc: Exception) -> int:
+    from engine.errors import RulesetError
+    if isinstance(exc, RulesetError):
+        for d in exc.diagnostics:
+            print(d, file=sys.stderr)
+        return FAILED
+    from adapters.store.cli_support import database_unusable
+    return database_unusable(exc)
+
+
+def cmd_show(args, out=None) -> int:
+    from engine.signals.events import iso, parse_time
+    out = out or sys.stdout
+    as_of = datetime.now(timezone.utc)
+    if args.as_of:
+        problems: list = []
+        as_of = parse_time(args.as_of, "--as-of", problems)
+        if problems:
+            print(f"postsale: {problems[0]}", file=sys.stderr)
+            return FAILED
+    try:
+        rt = _runtime()
+        snap = rt.events.snapshot(args.account, use_cache=False)
+    except Exception as exc:  # noqa: BLE001 - one clear line
+        return _fail(exc)
+    if snap is None:
+        print(f"postsale: no events for account {args.account}", file=sys.stderr)
+        return FAILED
+    values = snap.features(as_of)
+    if args.json:
+        print(json.dumps({"account_id": args.account, "as_of": iso(as_of), "version": snap.version,
+                          "features": values, "state": snap.state}, indent=2), file=out)
+        return OK
+    print(f"{args.account}: {snap.version} events folded, newest {iso(snap.newest_event_at)}, as of {iso(as_of)}",
+          file=out)
+    width = max(len(k) for k in values)
+    for k, v in values.items():
+        print(f"  {k.ljust(width)}  {v}", file=out)
+    return OK
+
+
+def cmd_rebuild(args, out=None) -> int:
+    out = out or sys.stdout
+    if not args.accounts and not args.all:
+        print("postsale: name accounts or pass --all", file=sys.stderr)
+        return FAILED
+    try:
+        store = _runtime().events
+        accounts = store.accounts() if args.all else args.accounts
+        changed = 0
+        for account in accounts:
+            r = store.rebuild(account)
+            changed += not r["identical"]
+            print(f"{account}: {r['events']} events replayed, "
+                  f"{'identical' if r['identical'] else 'state replaced'}", file=out)
+    except Exception as exc:  # noqa: BLE001
+        return _fail(exc)
+    print(f"{len(accounts)} accounts, {changed} replaced", file=out)
+    return OK
+
+
+def cmd_evaluate(args, out=None) -> int:
+    from .evaluate import Evaluator
+    out = out or sys.stdout
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        rt = _runtime()
+        rt.start()
+        rt.events  # noqa: B018 - the triggers must load
+    except Exception as exc:  # noqa: BLE001
+        return _fail(exc)
+    ahead = timedelta(seconds=args.ahead)
+    evaluator = Evaluator(rt, clock=lambda: datetime.now(timezone.utc) + ahead)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, lambda *_: stop.set())
+        except ValueError:  # not the main thread
+            pass
+    try:
+        while True:
+            summary = evaluator.run_due(limit=args.limit)
+            if summary.processed or not args.loop:
+                print(json.dumps({"worker": evaluator.worker_id, **summary.as_dict()}), file=out, flush=True)
+            if not args.loop or stop.wait(args.poll):
+                break
+    except Exception as exc:  # noqa: BLE001
+        return _fail(exc)
+    finally:
+        rt.close()
+    return OK

@@ -31,7 +31,7 @@ from engine.errors import DecisionError, FactsError
 from engine.signals.events import iso
 
 log = logging.getLogger("postsale.evaluate")
-OUTCOMES = ("decided", "unchanged", "incomplete", "failed", "superseded")
+OUTCOMES = ("decided", "unchanged", "incomplete", "failed")
 
 
 @dataclass(frozen=True)
