@@ -212,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
     add_approval_commands(sub)
     from adapters.signals.cli import add_subcommands as add_signal_commands
     add_signal_commands(sub)
+    from adapters.signals.streams_cli import add_subcommands as add_stream_commands
+    add_stream_commands(sub)
     from .signals.cli import add_subcommands as add_trigger_commands
     add_trigger_commands(sub)
     from adapters.store.kpis_cli import add_subcommands as add_kpi_commands
