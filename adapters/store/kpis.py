@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Float, and_, case, cast, distinct, extract, func, literal, literal_column, or_, select
+from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, and_, case, cast, distinct, extract,
+                        func, literal, or_, select)
 
 from .models import Approval, Decision, Outbox
 from .outcomes import iso, outcomes, utc
@@ -23,6 +24,16 @@ GROUPS = ("flow", "ruleset_version", "segment", "period")
 PERIODS = ("day", "week", "month")
 UPGRADE_KINDS = ("upsell", "upgrade")  # offer kinds that count as recommended upgrades
 INTERVENTION_STATUSES = ("approval_required", "escalated")
+
+# per decision, counted from its result by a database trigger in the decision's own INSERT
+# (migration 0006): offers made, guardrail adjustments (violations caught), offers blocked
+decision_kpis = Table(
+    "decision_kpis", MetaData(),
+    Column("decision_id", String(32), ForeignKey(Decision.id), primary_key=True),
+    Column("offers", Integer),
+    Column("violations", Integer),
+    Column("blocked", Integer),
+)
 
 
 @dataclass
@@ -47,11 +58,6 @@ class _Dialect:
     def __init__(self, name: str):
         self.pg = name == "postgresql"
 
-    def json_len(self, key: str):
-        if self.pg:
-            return func.coalesce(func.json_array_length(literal_column(f"decisions.result -> '{key}'")), 0)
-        return func.coalesce(func.json_array_length(Decision.result, f"$.{key}"), 0)
-
     def seconds(self, later, earlier):
         if self.pg:
             return cast(extract("epoch", later - earlier), Float)
@@ -67,13 +73,22 @@ class _Dialect:
         return func.strftime("%Y-%m-01", column)
 
 
-def _decisions(q: KpiQuery, dia: _Dialect, *extra):
-    """The selected decisions with their group keys (g_<name>) and `extra` columns."""
+def count(name: str):
+    """A count of decision_kpis (0 for a decision without its row, which the trigger rules out)."""
+    return func.coalesce(decision_kpis.c[name], 0)
+
+
+def _decisions(q: KpiQuery, dia: _Dialect, *extra, counts: bool = False):
+    """The selected decisions with their group keys (g_<name>) and `extra` columns (which may
+    be counts of decision_kpis)."""
     cols = [Decision.id.label("decision_id")]
     for g in q.group_by:
         expr = dia.period(Decision.created_at, q.period or "month") if g == "period" else getattr(Decision, g)
         cols.append(expr.label(f"g_{g}"))
     stmt = select(*cols, *extra)
+    if counts:
+        stmt = stmt.select_from(Decision.__table__.outerjoin(decision_kpis,
+                                                             decision_kpis.c.decision_id == Decision.id))
     if q.flow is not None:
         stmt = stmt.where(Decision.flow == q.flow)
     if q.ruleset_version is not None:
@@ -142,8 +157,9 @@ def compute(session, q: KpiQuery) -> dict:
     """Every KPI for the selected decisions, per group."""
     dia = _Dialect(session.get_bind().dialect.name)
     # decisions: counts, interventions, guardrail violations, cost
-    violations, blocked = dia.json_len("adjustments"), dia.json_len("blocked")
-    d = _decisions(q, dia, Decision.status, Decision.cpu_ms, violations.label("violations"), blocked.label("blocked"))
+    violations, blocked = count("violations"), count("blocked")
+    d = _decisions(q, dia, Decision.status, Decision.cpu_ms, violations.label("violations"), blocked.label("blocked"),
+                   counts=True)
     a = Approval.__table__.alias("a")
     joined = d.outerjoin(a, a.c.decision_id == d.c.decision_id)
     base = _rows(session, d, q,
@@ -178,7 +194,7 @@ def compute(session, q: KpiQuery) -> dict:
                  from_=d.join(x, x.c.decision_id == d.c.decision_id).outerjoin(a, a.c.decision_id == d.c.decision_id))
 
     # time from signal to approved offer: decisions with an offer, released by an approval or made without one
-    d = _decisions(q, dia, Decision.created_at, Decision.signal_at, dia.json_len("offers").label("offers"))
+    d = _decisions(q, dia, Decision.created_at, Decision.signal_at, count("offers").label("offers"), counts=True)
     start = func.coalesce(d.c.signal_at, d.c.created_at)
     released = case((a.c.id.is_(None), d.c.created_at), else_=a.c.decided_at)
     to_offer = _percentiles(session, dia, q, d, dia.seconds(released, start), (0.5, 0.9),
