@@ -1,22 +1,34 @@
 """Signals in: POST /v1/events; an account's features and events; replay."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request
 
+from engine.errors import RulesetError
 from engine.signals.events import EventError, iso, parse_time
 
 from . import metrics
 from .auth import require
 from .body import read_json
-from .errors import Problem, invalid
+from .errors import TYPES, Problem, invalid
 
 bp = Blueprint("events", __name__)
+log = logging.getLogger("postsale.api")
 
 
 def _runtime():
     return current_app.extensions["postsale"]
+
+
+def _store():
+    try:
+        return _runtime().events
+    except RulesetError as exc:
+        log.error("the triggers do not load: %s", exc)
+        raise Problem(503, "Triggers do not load", "the triggers configuration has errors; see "
+                      "`postsale triggers check`", TYPES + "triggers-invalid") from None
 
 
 @bp.post("/v1/events")
@@ -50,7 +62,7 @@ def ingest():
         metrics.EVENTS.labels("invalid", "rejected").inc()
         raise invalid([{"path": p.path, "message": p.message} for p in exc.problems],
                       "the events do not fit their schemas; nothing was stored") from None
-    result = _runtime().events.ingest(events)
+    result = _store().ingest(events)
     accepted = set(result.accepted)
     for e in events:
         metrics.EVENTS.labels(e.type, "accepted" if e.id in accepted else "duplicate").inc()
@@ -89,7 +101,7 @@ def features(account_id: str):
         404: {description: no events for this account, content: {application/problem+json: {schema: Problem}}}
     """
     at = _as_of()
-    snap = _runtime().events.snapshot(_account(account_id))
+    snap = _store().snapshot(_account(account_id))
     if snap is None:
         raise Problem(404, "Not found", f"no events for account {account_id}")
     return jsonify({"account_id": account_id, "as_of": iso(at), "version": snap.version, "last_seq": snap.last_seq,
@@ -124,7 +136,7 @@ def events(account_id: str):
         problems.append({"path": "query.after", "message": "must be a whole number (a seq)"})
     if problems:
         raise invalid(problems)
-    items = _runtime().events.events(_account(account_id), limit + 1, after)
+    items = _store().events(_account(account_id), limit + 1, after)
     more = len(items) > limit
     items = items[:limit]
     return jsonify({"items": items, "next": items[-1]["seq"] if more else None})
@@ -142,4 +154,4 @@ def rebuild(account_id: str):
       responses:
         200: {description: rebuilt; `identical` says whether the stored state already matched, content: {application/json: {schema: {type: object}}}}
     """
-    return jsonify(_runtime().events.rebuild(_account(account_id)))
+    return jsonify(_store().rebuild(_account(account_id)))

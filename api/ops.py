@@ -20,9 +20,16 @@ def readyz():
     rt = current_app.extensions["postsale"]
     db_ok = ping(rt.db)
     rules_ok = bool(rt.deciders)
+    try:
+        triggers = rt.events.triggers
+        triggers_state = f"{len(triggers.triggers)} loaded" if triggers is not None else "none"
+        triggers_ok = True
+    except Exception:  # noqa: BLE001 - reported, not raised: the problems are in the log and `postsale triggers check`
+        triggers_state, triggers_ok = "do not load", False
     body = {"database": "ok" if db_ok else "unreachable", "rules": "loaded" if rules_ok else "not loaded",
+            "triggers": triggers_state,
             "flows": {name: d.flow.version for name, d in sorted(rt.deciders.items())}}
-    return jsonify(body), (200 if db_ok and rules_ok else 503)
+    return jsonify(body), (200 if db_ok and rules_ok and triggers_ok else 503)
 
 
 @bp.get("/metrics")

@@ -96,3 +96,21 @@ def test_replay_rebuilds_identical_state_whatever_the_arrival_order(client, app)
     assert store.replay("acme-005") == stored.state
     r = client.post("/v1/accounts/acme-005/features/rebuild", headers=auth("k-admin")).get_json()
     assert r == {"account_id": "acme-005", "events": len(events), "identical": True, "version": len(events)}
+
+
+def test_triggers_that_do_not_load_are_a_clear_503(settings, tmp_path):
+    from dataclasses import replace
+
+    from api import create_app
+    bad = tmp_path / "triggers.yaml"
+    bad.write_text("triggers:\n  - name: x\n    flow: renewl\n    on: [product.usage]\n    facts: {}\n")
+    app = create_app(replace(settings, triggers_file=bad))
+    try:
+        c = app.test_client()
+        r = c.post("/v1/events", json=renewal_story("acme-900")[0], headers=auth())
+        assert r.status_code == 503 and r.mimetype == "application/problem+json"
+        assert "postsale triggers check" in r.get_json()["detail"]
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["triggers"] == "do not load"
+    finally:
+        app.extensions["postsale"].close()
