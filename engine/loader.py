@@ -47,8 +47,41 @@ def _loc(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _construct(file, node, path, positions, key_positions, loader, problems):
+MAX_NODES = 200_000  # a rules file is a few thousand nodes; aliases must not multiply them without end
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Walk:
+    """Guards the walk over the node graph: aliases share nodes, so a node may be reached again
+    (fine, within a budget) or from inside itself (a cycle)."""
+
+    def __init__(self):
+        self.left = MAX_NODES
+        self.active: set[int] = set()
+
+
+def _construct(file, node, path, positions, key_positions, loader, problems, walk=None):
+    walk = walk or _Walk()
+    walk.left -= 1
+    if walk.left < 0:
+        raise _TooBig()
+    if id(node) in walk.active:
+        problems.append(Diagnostic(_loc(file, node), "yaml", "an alias refers to the node that contains it"))
+        return None
     positions[path] = _loc(file, node)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        walk.active.add(id(node))
+        try:
+            return _construct_collection(file, node, path, positions, key_positions, loader, problems, walk)
+        finally:
+            walk.active.discard(id(node))
+    return loader.construct_object(node, deep=True)
+
+
+def _construct_collection(file, node, path, positions, key_positions, loader, problems, walk):
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
@@ -63,14 +96,10 @@ def _construct(file, node, path, positions, key_positions, loader, problems):
             if key in out:
                 problems.append(Diagnostic(_loc(file, key_node), "duplicate-key", f"key '{key}' appears twice in this mapping"))
             key_positions[path + (key,)] = _loc(file, key_node)
-            out[key] = _construct(file, value_node, path + (key,), positions, key_positions, loader, problems)
+            out[key] = _construct(file, value_node, path + (key,), positions, key_positions, loader, problems, walk)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(file, child, path + (i,), positions, key_positions, loader, problems)
-            for i, child in enumerate(node.value)
-        ]
-    return loader.construct_object(node, deep=True)
+    return [_construct(file, child, path + (i,), positions, key_positions, loader, problems, walk)
+            for i, child in enumerate(node.value)]
 
 
 def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
@@ -85,6 +114,9 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
         key_positions: dict = {}
         data = _construct(file, node, (), positions, key_positions, loader, problems)
         return Document(file, data, positions, key_positions), problems
+    except _TooBig:
+        return None, [Diagnostic(Location(file, 1, 1), "yaml-syntax",
+                                 f"the document expands to more than {MAX_NODES:,} nodes (aliases repeated inside aliases?)")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)

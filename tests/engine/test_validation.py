@@ -296,3 +296,17 @@ def test_round_half_away_from_zero():
     assert evaluate(Expr("round", (2.5,)), {}) == 3
     assert evaluate(Expr("round", (1.005, 2)), {}) == 1.01
     assert evaluate(Expr("round", (-2.5,)), {}) == -3
+
+
+def test_an_alias_inside_itself_is_an_error_not_a_crash():
+    from engine.loader import parse_yaml
+    doc, problems = parse_yaml("a: &x [*x]\n", "f.yaml")
+    assert [str(p) for p in problems] == ["f.yaml:1:4: yaml: an alias refers to the node that contains it"]
+
+
+def test_aliases_that_multiply_without_end_are_refused():
+    from engine.loader import parse_yaml
+    bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f'{chr(98 + i)}: &{chr(98 + i)} [{",".join(["*" + chr(97 + i)] * 9)}]\n' for i in range(8))
+    doc, problems = parse_yaml(bomb, "b.yaml")
+    assert doc is None and problems[0].code == "yaml-syntax" and "expands to more than" in problems[0].message
