@@ -459,7 +459,7 @@ def parse_triggers(text: str, file: str = "triggers.yaml", flows_dir=RULES_DIR) 
         doc, problems = parse_yaml(text, file)
     except RecursionError:
         raise TriggerError([Diagnostic(Location(file, 1, 1), "yaml-syntax",
-                                       "the document nests too deeply (or an alias refers to itself)")]) from None
+                                       "the document nests too deeply")]) from None
     lines = text.splitlines()
     if doc is not None:
         _rename_on(doc, lines)
