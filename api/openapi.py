@@ -9,7 +9,8 @@ from . import schemas
 
 DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history", "rulesets.list_rulesets",
               "rulesets.reload", "rulesets.list_models", "approvals.list_approvals", "approvals.get_approval",
-              "approvals.approve", "approvals.reject")
+              "approvals.approve", "approvals.reject", "events.ingest", "events.features", "events.events",
+              "events.rebuild", "outcomes.record_outcomes", "outcomes.decision_outcomes", "kpis.kpis")
 
 
 def build(app) -> dict:
@@ -17,7 +18,8 @@ def build(app) -> dict:
                    info={"description": "Post-sale revenue decisions. Authenticate with `Authorization: Bearer <key>`."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for name in ("DecisionRequest", "DecisionResponse", "DecisionRecord", "DecisionPage", "Problem",
-                 "ApproveRequest", "RejectRequest", "ApprovalItem", "ApprovalPage"):
+                 "ApproveRequest", "RejectRequest", "ApprovalItem", "ApprovalPage", "OutcomeRequest", "OutcomeBatch",
+                 "OutcomeRecord", "OutcomeList", "KpiAnswer"):
         spec.components.schema(name, schema=getattr(schemas, name))
     rules = {r.endpoint: r for r in app.url_map.iter_rules()}
     for endpoint in DOCUMENTED:

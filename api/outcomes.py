@@ -42,7 +42,7 @@ def record_outcomes():
     """Record what happened after decisions.
     ---
     post:
-      summary: Record outcomes (one, or a batch as {"outcomes": [...]})
+      summary: 'Record outcomes (one, or a batch as {"outcomes": [...]})'
       requestBody:
         content:
           application/json:

@@ -114,3 +114,12 @@ def test_triggers_that_do_not_load_are_a_clear_503(settings, tmp_path):
         assert ready.status_code == 503 and ready.get_json()["triggers"] == "do not load"
     finally:
         app.extensions["postsale"].close()
+
+
+def test_documented_in_openapi(client):
+    spec = client.get("/openapi.json").get_json()
+    for path in ("/v1/events", "/v1/accounts/{account_id}/features", "/v1/accounts/{account_id}/events",
+                 "/v1/accounts/{account_id}/features/rebuild", "/v1/outcomes", "/v1/decisions/{decision_id}/outcomes",
+                 "/v1/kpis"):
+        assert path in spec["paths"], path
+    assert "OutcomeRequest" in spec["components"]["schemas"]
