@@ -23,6 +23,9 @@ test: $(STAMP)
 	$(VENV)/bin/postsale test rules/
 	$(PY) -m pytest
 
+demo: $(STAMP)
+	$(PY) examples/demo.py $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/run.py
