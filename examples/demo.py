@@ -988,6 +988,8 @@ class Demo:
                 "same database (--database-url) and every event is a duplicate: nothing is decided twice.")
         if self.tmp is not None and self.args.keep:
             out(f"kept: {self.tmp} (the SQLite database: {self.report['database_url']})")
+            out(f"look around: DATABASE_URL={self.report['database_url']} .venv/bin/postsale sandbox show "
+                "(or outbox list, approvals list --status all, kpis)")
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -1050,7 +1052,8 @@ def _kpi(name: str, k) -> str:
     if name == "human_intervention_rate":
         return f"{pct(v)} of decisions ({k.get('intervened')} of {k.get('decisions')})"
     if name == "guardrail_violations":
-        return f"{v} changes, {k.get('blocked_offers')} offers blocked, {k.get('decisions_affected')} decisions affected"
+        return (f"{_plural(v or 0, 'change', 'changes')}, {_plural(k.get('blocked_offers') or 0, 'offer', 'offers')} "
+                f"blocked, {_plural(k.get('decisions_affected') or 0, 'decision', 'decisions')} affected")
     if name == "action_success_rate":
         return f"{pct(v)} ({k.get('done')} done, {k.get('dead')} dead)"
     if name.endswith("_seconds"):
