@@ -14,7 +14,6 @@ from engine.errors import DecisionError, FactsError
 from . import metrics
 from .auth import require
 from .body import read_json
-from .body import read_json as _payload  # noqa: F401 - older import path
 from .errors import Problem, TYPES, invalid
 from .schemas import DecisionRequest, HistoryQuery, error_paths
 

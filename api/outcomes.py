@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from adapters.store.outcomes import OutcomeConflict, OutcomeProblems, OutcomeStore
 
 from .auth import require
-from .decisions import _payload
+from .body import read_json
 from .errors import TYPES, Problem, invalid
 from .schemas import OutcomeBatch, OutcomeRequest, error_paths
 
@@ -56,7 +56,7 @@ def record_outcomes():
         403: {description: the key lacks the decide scope, content: {application/problem+json: {schema: Problem}}}
         409: {description: "an id recorded before with another body (each in errors); nothing written", content: {application/problem+json: {schema: Problem}}}
     """
-    payload = _payload()
+    payload = read_json()
     if not isinstance(payload, dict):
         raise invalid([{"path": "$", "message": "the body must be a JSON object: an outcome or {\"outcomes\": [...]}"}])
     batch = "outcomes" in payload

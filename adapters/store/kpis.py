@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, and_, case, cast, distinct, extract,
-                        func, literal, or_, select)
+from sqlalchemy import (Float, and_, case, cast, distinct, extract, func, literal, or_, select)
 
-from .models import Approval, Decision, Outbox
+from .models import Approval, Decision, DecisionKpis, Outbox
 from .outcomes import iso, outcomes, utc
 
 GROUPS = ("flow", "ruleset_version", "segment", "period")
@@ -25,15 +24,7 @@ PERIODS = ("day", "week", "month")
 UPGRADE_KINDS = ("upsell", "upgrade")  # offer kinds that count as recommended upgrades
 INTERVENTION_STATUSES = ("approval_required", "escalated")
 
-# per decision, counted from its result by a database trigger in the decision's own INSERT
-# (migration 0006): offers made, guardrail adjustments (violations caught), offers blocked
-decision_kpis = Table(
-    "decision_kpis", MetaData(),
-    Column("decision_id", String(32), ForeignKey(Decision.id), primary_key=True),
-    Column("offers", Integer),
-    Column("violations", Integer),
-    Column("blocked", Integer),
-)
+decision_kpis = DecisionKpis.__table__
 
 
 @dataclass

@@ -201,13 +201,27 @@ class Outcome(Base):
     type: Mapped[str] = mapped_column(String(32))
     amount: Mapped[float | None] = mapped_column(Float)
     offer: Mapped[str | None] = mapped_column(String(64))
+    offer_kind: Mapped[str | None] = mapped_column(String(32))  # copied from the decision's offer
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # idempotency: same id, same body
     detail: Mapped[dict] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_outcomes_decision", "decision_id"), Index("ix_outcomes_occurred", "occurred_at"))
 
 
-__all__ = ["Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
+class DecisionKpis(Base):
+    """Per decision, counted from its result by a database trigger in the decision's own INSERT
+    (migration 0006): offers made, guardrail adjustments (violations caught), offers blocked."""
+
+    __tablename__ = "decision_kpis"
+
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), primary_key=True)
+    offers: Mapped[int] = mapped_column(Integer)
+    violations: Mapped[int] = mapped_column(Integer)
+    blocked: Mapped[int] = mapped_column(Integer)
+
+
+__all__ = ["DecisionKpis", "Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
            "Text", "UniqueConstraint"]

@@ -12,32 +12,18 @@ import hashlib
 import json
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Column, DateTime, Float, MetaData, String, Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import new_id, now, transaction
 from .decisions import audit
-from .models import Decision
+from .models import Decision, Outcome
 
 TYPES = ("renewed", "expanded", "churned", "offer_accepted", "offer_declined")
 NEEDS_AMOUNT = ("renewed", "expanded")
 NEEDS_OFFER = ("offer_accepted", "offer_declined")
 
-# the outcomes table with the columns of migration 0006 (offer_kind, request_hash)
-outcomes = Table(
-    "outcomes", MetaData(),
-    Column("id", String(128), primary_key=True),
-    Column("decision_id", String(32)),
-    Column("type", String(32)),
-    Column("amount", Float),
-    Column("offer", String(64)),
-    Column("offer_kind", String(32)),
-    Column("occurred_at", DateTime(timezone=True)),
-    Column("recorded_at", DateTime(timezone=True)),
-    Column("api_key_id", String(32)),
-    Column("request_hash", String(64)),
-    Column("detail", JSON),
-)
+outcomes = Outcome.__table__
 
 
 class OutcomeProblems(Exception):
