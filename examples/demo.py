@@ -442,11 +442,11 @@ class Demo:
         else:
             self.tmp = Path(tempfile.mkdtemp(prefix="postsale-demo-"))
             url = f"sqlite:///{self.tmp / 'demo.db'}"
-        self.report["database_url"] = url
+        self.report["database_url"] = _shown(url)
         try:
             migrate(url)
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            raise DemoError(f"cannot prepare the database {url}: {_first_line(exc)}") from None
+            raise DemoError(f"cannot prepare the database {_shown(url)}: {_first_line(exc)}") from None
         try:
             settings = replace(from_env({"POSTSALE_API_KEYS": json.dumps(KEYS)}), database_url=url,
                                log_level="CRITICAL", evaluate_in_server=False)
@@ -993,6 +993,15 @@ class Demo:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+def _shown(url: str) -> str:
+    """The URL with its password hidden, for printing."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: nothing to hide in it
+        return url
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
