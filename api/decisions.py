@@ -135,10 +135,14 @@ def decide():
                 raise _mismatch()
             return _replay(waited[1])
 
+    signals = None
+    facts = req["facts"] or {}
+    if req["account_id"] is not None:
+        facts, signals = _from_features(rt, flow_name, req["account_id"], facts)
     try:
         try:
             cpu = time.thread_time()
-            decision, decided_facts = decider.decide_full(req["facts"])
+            decision, decided_facts = decider.decide_full(facts)
             cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
         except FactsError as exc:
@@ -163,7 +167,7 @@ def decide():
             decision_id, _, _ = rt.decisions.record(
                 flow=flow_name, version=decision["ruleset_version"], facts=decided_facts, context=req["context"],
                 result=decision, request_hash=request_hash(payload), api_key_id=g.api_key_id, complete=complete,
-                cost=cost)
+                cost=cost, signals=signals)
         except IntegrityError:
             if idem is None:
                 raise
@@ -193,6 +197,33 @@ def decide():
     resp.status_code = 201
     resp.headers["Location"] = f"/v1/decisions/{decision_id}"
     return resp
+
+
+def _from_features(rt, flow: str, account_id: str, given: dict) -> tuple[dict, dict]:
+    """The facts a trigger of the flow would build from the account's features now, with the
+    request's facts laid over them; and the snapshot to record with the decision."""
+    from datetime import datetime, timezone
+
+    from engine.errors import RulesetError
+    from engine.facts import overlay
+    from engine.signals.events import iso
+    try:
+        store = rt.events
+    except RulesetError:
+        raise Problem(503, "Triggers do not load", "the triggers configuration has errors; see "
+                      "`postsale triggers check`", TYPES + "triggers-invalid") from None
+    trigger = next((t for t in (store.triggers.triggers if store.triggers else ()) if t.flow == flow), None)
+    if trigger is None:
+        raise invalid([{"path": "$.account_id", "message": f"no trigger maps features onto flow '{flow}' "
+                                                           "(config/triggers.yaml)"}])
+    snap = store.snapshot(account_id)
+    if snap is None:
+        raise invalid([{"path": "$.account_id", "message": f"no events for account '{account_id}'"}])
+    as_of = datetime.now(timezone.utc)
+    values = snap.features(as_of)
+    signals = {"newest_event_at": snap.newest_event_at,
+               "features": {"as_of": iso(as_of), "version": snap.version, "last_seq": snap.last_seq, "values": values}}
+    return overlay(trigger.facts_for(values), given), signals
 
 
 def _mismatch() -> Problem:

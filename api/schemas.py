@@ -1,7 +1,7 @@
 """Request and response shapes (marshmallow); the OpenAPI document is generated from them."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 
 class DecisionRequest(Schema):
@@ -10,9 +10,17 @@ class DecisionRequest(Schema):
 
     flow = fields.String(load_default=None, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"),
                          metadata={"description": "the decision flow; the service's default when absent"})
-    facts = fields.Dict(required=True, metadata={"description": "the account's signals; validated against the flow's facts schema"})
+    facts = fields.Dict(load_default=None, metadata={"description": "the account's signals; validated against the flow's facts schema"})
+    account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128), metadata={
+        "description": "decide from this account's features (its events folded so far, mapped onto the flow's "
+                       "facts by config/triggers.yaml); facts sent alongside override them"})
     context = fields.Dict(load_default=dict, metadata={"description": "caller context kept with the record (e.g. source system)"})
     dry_run = fields.Boolean(load_default=False, metadata={"description": "decide without recording or planning actions"})
+
+    @validates_schema
+    def _facts_or_account(self, data, **_):
+        if data.get("facts") is None and data.get("account_id") is None:
+            raise ValidationError("send the facts, or an account_id to decide from its features", "facts")
 
 
 class Offer(Schema):
@@ -89,6 +97,9 @@ class DecisionRecord(Schema):
     context = fields.Dict()
     decision = fields.Dict(metadata={"description": "the full decision with its trace"})
     events = fields.List(fields.Dict())
+    signals = fields.Dict(allow_none=True, metadata={
+        "description": "for decisions taken from an account's features: the trigger, the first and newest event "
+                       "behind it and the features as of the decision (version, values)"})
 
 
 class DecisionPage(Schema):

@@ -209,3 +209,15 @@ def unflatten(wm: dict) -> dict:
     for path, value in wm.items():
         set_path(out, path, value)
     return out
+
+
+def overlay(base: dict, top: dict) -> dict:
+    """`base` with `top` laid over it, object by object: a value in `top` wins, and objects present
+    in both are merged; neither input is changed."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = value
+    return out

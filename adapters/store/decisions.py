@@ -106,7 +106,15 @@ def summary_json(d: Decision) -> dict:
             "offers": [{"offer": o["offer"], "kind": o["kind"], "discount": o["discount"]} for o in r.get("offers", [])]}
 
 
+def signals_json(d: Decision) -> dict | None:
+    if d.features is None and d.trigger is None:
+        return None
+    return {"trigger": d.trigger, "signal_at": _iso(d.signal_at) if d.signal_at else None,
+            "newest_event_at": _iso(d.newest_event_at) if d.newest_event_at else None, "features": d.features}
+
+
 def record_json(d: Decision, events) -> dict:
     return {**summary_json(d), "facts": d.facts, "context": d.context, "decision": d.result,
+            "signals": signals_json(d),
             "events": [{"type": e.type, "at": _iso(e.created_at), "actor": e.actor, "payload": e.payload}
                        for e in events]}

@@ -123,3 +123,24 @@ def test_documented_in_openapi(client):
                  "/v1/kpis"):
         assert path in spec["paths"], path
     assert "OutcomeRequest" in spec["components"]["schemas"]
+
+
+def test_decide_from_an_accounts_features_with_facts_laid_over(client):
+    client.post("/v1/events", json=renewal_story("acme-030"), headers=auth())
+    body = {"flow": "renewal", "account_id": "acme-030", "facts": {"contract": {"requested_discount": 5}}}
+    r = client.post("/v1/decisions", json=body, headers=auth("k-decide"))
+    assert r.status_code == 201, r.get_json()
+    record = client.get(r.headers["Location"], headers=auth("k-read")).get_json()
+    assert record["facts"]["contract"] == {"term_months": 12, "days_to_renewal": 60, "requested_discount": 5}
+    assert record["facts"]["account"]["seats"] == 120
+    signals = record["signals"]
+    assert signals["trigger"] is None and signals["features"]["values"]["requested_discount"] == 10
+    assert signals["features"]["version"] == len(renewal_story("acme-030"))
+
+
+def test_decide_from_features_needs_events_and_something_to_decide_on(client):
+    r = client.post("/v1/decisions", json={"flow": "renewal", "account_id": "nobody"}, headers=auth("k-decide"))
+    assert r.status_code == 400
+    assert r.get_json()["errors"] == [{"path": "$.account_id", "message": "no events for account 'nobody'"}]
+    r = client.post("/v1/decisions", json={"flow": "renewal"}, headers=auth("k-decide"))
+    assert r.status_code == 400 and r.get_json()["errors"][0]["path"] == "$.facts"
