@@ -70,6 +70,8 @@ def fingerprint(result: dict) -> str:
 
 class Evaluator:
     def __init__(self, runtime, worker_id: str | None = None, lease_seconds: float = 60.0, clock=now):
+        """`clock` says what is due (a clock ahead of time decides bursts before their debounce
+        ends); features are always read as of the real time the decision is recorded."""
         self.rt = runtime
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.lease = timedelta(seconds=lease_seconds)
@@ -128,7 +130,7 @@ class Evaluator:
             self._count(due.flow, "failed")
             return "failed", None
         snap = rt.events.snapshot(due.account_id, use_cache=False)
-        as_of = self.clock()
+        as_of = now()  # the clock decides what is due; features are as of the decision, which is now
         values = snap.features(as_of) if snap else {"account_id": due.account_id}
         facts = trigger.facts_for(values)
         started, cpu = time.perf_counter(), time.thread_time()

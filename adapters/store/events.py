@@ -149,7 +149,8 @@ class EventStore:
 
     def _schedule(self, s, account: str, batch: list[Event], received: datetime) -> list[dict]:
         """Debounce: each event pushes the evaluation back by the trigger's debounce, never past
-        the deadline set by the first event of the burst (max_wait)."""
+        the deadline set by the first event of the burst (max_wait). The burst's signal time is
+        when its first event arrived here: a backfill of old events is not an old signal."""
         if self.triggers is None:
             return []
         wanted: dict[str, tuple] = {}
@@ -161,18 +162,16 @@ class EventStore:
                 wanted[t.flow] = (t, events)
         out = []
         for flow, (t, events) in sorted(wanted.items()):
-            first = min(e.occurred_at for e in events)
             newest = max(e.occurred_at for e in events)
             row = s.get(DueEvaluation, (account, flow), with_for_update=self.dialect == "postgresql",
                         populate_existing=True)
             if row is None:
                 deadline = received + timedelta(seconds=t.max_wait)
-                row = DueEvaluation(account_id=account, flow=flow, trigger=t.name, first_signal_at=first,
+                row = DueEvaluation(account_id=account, flow=flow, trigger=t.name, first_signal_at=received,
                                     newest_event_at=newest, due_at=min(received + timedelta(seconds=t.debounce), deadline),
                                     deadline=deadline, events=len(events), generation=1, created_at=received)
                 s.add(row)
             else:
-                row.first_signal_at = min(aware(row.first_signal_at), first)
                 row.newest_event_at = max(aware(row.newest_event_at), newest)
                 row.due_at = min(received + timedelta(seconds=t.debounce), aware(row.deadline))
                 row.events += len(events)
