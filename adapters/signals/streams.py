@@ -394,10 +394,11 @@ class Consumer:
                 continue
             if once:
                 return "done"
-            if drain and not handled and self.drained():
-                return "done"
-            if drain and not handled and self.block_ms == 0:
-                stop.wait(0.05)
+            if not handled:
+                if drain and self.drained():
+                    return "done"
+                if self.block_ms == 0:  # reads do not wait: do not spin
+                    stop.wait(0.05)
 
     def leave(self) -> bool:
         """Remove this consumer from the group when it holds nothing (a clean stop)."""

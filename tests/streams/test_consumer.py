@@ -145,3 +145,44 @@ def test_the_entry_the_store_refuses_is_isolated_and_parked(rds, stream, factory
     (parked,) = dead(rds, stream)
     assert parked["reason"] == "ingest-error" and "cannot fold ev-3" in parked["problems"]
     assert c.pending() == 0 and c.summary.acked == 8
+
+
+class Flaky(EventStore):
+    """The database is unreachable for the first `down` batches."""
+
+    down = 2
+
+    def ingest(self, events):
+        if self.down:
+            self.down -= 1
+            from sqlalchemy.exc import OperationalError
+            raise OperationalError("INSERT INTO events ...", {}, ConnectionRefusedError("connection refused"))
+        return super().ingest(events)
+
+
+def test_a_running_consumer_rides_out_a_database_outage(rds, stream, factory, caplog):
+    for i in range(7):
+        add(rds, stream, event(i))
+    c = consumer(rds, Flaky(factory), stream, batch=5)
+    assert c.run(threading.Event(), drain=True, max_seconds=10, backoff_cap=0.3) == "done"
+    assert sorted(stored_ids(factory)) == sorted(f"ev-{i}" for i in range(7))
+    assert c.summary.retries == 2 and c.summary.accepted == 7 and c.pending() == 0
+    assert sum("the database is unavailable" in r.message for r in caplog.records) == 2
+
+
+def test_a_batch_held_through_an_outage_is_not_taken_over(rds, stream, factory):
+    import time
+    for i in range(7):
+        add(rds, stream, event(i))
+    c = consumer(rds, Flaky(factory), stream, batch=5, claim_idle_ms=100)
+    other = consumer(rds, EventStore(factory), stream, name="c2", claim_idle_ms=100)
+    with pytest.raises(Outage):
+        c.step()
+    time.sleep(0.15)  # idle past --claim-idle-ms while c waits
+    with pytest.raises(Outage):
+        c.step()  # the retry resets the idle time first
+    other.step(block=False)
+    assert other.summary.reclaimed == 0 and other.summary.accepted == 2  # only the entries nobody had read
+    c.step()
+    assert c.summary.accepted == 5 and c.summary.duplicates == 0 and c.pending() == 0
+    assert sorted(stored_ids(factory)) == sorted(f"ev-{i}" for i in range(7))
