@@ -22,6 +22,7 @@ import os
 import platform
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,7 @@ def database(kind: str):
         d = tempfile.mkdtemp(prefix="bench-streams-")
         url = f"sqlite:///{d}/postsale.db"
         migrate(url)
-        return url, lambda: None
+        return url, lambda: shutil.rmtree(d, ignore_errors=True)
     import psycopg
     schema = f"bench_{secrets.token_hex(4)}"
     with psycopg.connect(PG, autocommit=True) as conn:
