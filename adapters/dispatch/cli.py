@@ -140,9 +140,10 @@ def cmd_worker(args, out=None) -> int:
     def _stop(signum, _frame):
         logging.getLogger("postsale.dispatch").info("signal %s: finishing the calls in flight", signum)
         stop.set()
+    previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            signal.signal(sig, _stop)
+            previous[sig] = signal.signal(sig, _stop)
         except ValueError:  # not the main thread (tests)
             pass
     try:
@@ -176,6 +177,8 @@ def cmd_worker(args, out=None) -> int:
         return _db_error(exc)
     finally:
         d.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return OK
 
 

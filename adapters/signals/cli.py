@@ -127,9 +127,10 @@ def cmd_evaluate(args, out=None) -> int:
     ahead = timedelta(seconds=args.ahead)
     evaluator = Evaluator(rt, clock=lambda: datetime.now(timezone.utc) + ahead)
     stop = threading.Event()
+    previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            signal.signal(sig, lambda *_: stop.set())
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
         except ValueError:  # not the main thread
             pass
     try:
@@ -143,4 +144,6 @@ def cmd_evaluate(args, out=None) -> int:
         return _fail(exc)
     finally:
         rt.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return OK
