@@ -105,11 +105,14 @@ class EventStore:
             by_account: dict[str, list[Event]] = {}
             for e in fresh:
                 by_account.setdefault(e.account_id, []).append(e)
-            for account in sorted(by_account):
+            accounts = sorted(by_account)
+            states = self._lock_states(s, accounts)
+            dues = self._lock_dues(s, accounts)
+            for account in accounts:
                 batch = sorted(by_account[account], key=lambda e: (e.occurred_at, e.id))
-                snap = self._fold(s, account, batch, max(inserted[e.id] for e in batch))
+                snap = self._fold(states[account], batch, max(inserted[e.id] for e in batch))
                 result.snapshots.append(snap)
-                result.scheduled += self._schedule(s, account, batch, received)
+                result.scheduled += self._schedule(s, dues, account, batch, received)
             result.accepted = [e.id for e in fresh]
         for snap in result.snapshots:
             self._cache(snap)
@@ -123,18 +126,32 @@ class EventStore:
                 .returning(EventRow.event_id, EventRow.seq))
         return {event_id: seq for event_id, seq in s.execute(stmt)}
 
-    def _lock_state(self, s, account: str) -> FeatureState:
+    def _lock_states(self, s, accounts: list[str]) -> dict[str, FeatureState]:
+        """Every account's state row, created when missing, locked in account order (so two
+        batches touching the same accounts wait for each other instead of deadlocking)."""
+        if not accounts:
+            return {}
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        s.execute(insert(FeatureState).values(account_id=account, state=empty_state(), version=0, last_seq=0,
-                                              newest_event_at=None, updated_at=self.clock())
+        at = self.clock()
+        s.execute(insert(FeatureState).values([{"account_id": a, "state": empty_state(), "version": 0, "last_seq": 0,
+                                                "newest_event_at": None, "updated_at": at} for a in accounts])
                   .on_conflict_do_nothing(index_elements=["account_id"]))
-        q = select(FeatureState).where(FeatureState.account_id == account)
+        q = select(FeatureState).where(FeatureState.account_id.in_(accounts)).order_by(FeatureState.account_id)
         if self.dialect == "postgresql":
             q = q.with_for_update()
-        return s.scalars(q.execution_options(populate_existing=True)).one()
+        return {r.account_id: r for r in s.scalars(q.execution_options(populate_existing=True))}
 
-    def _fold(self, s, account: str, batch: list[Event], last_seq: int) -> Snapshot:
-        row = self._lock_state(s, account)
+    def _lock_dues(self, s, accounts: list[str]) -> dict[tuple, DueEvaluation]:
+        if self.triggers is None or not accounts:
+            return {}
+        q = (select(DueEvaluation).where(DueEvaluation.account_id.in_(accounts))
+             .order_by(DueEvaluation.account_id, DueEvaluation.flow))
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        return {(r.account_id, r.flow): r for r in s.scalars(q.execution_options(populate_existing=True))}
+
+    def _fold(self, row: FeatureState, batch: list[Event], last_seq: int) -> Snapshot:
+        account = row.account_id
         state = json.loads(json.dumps(row.state))
         for e in batch:
             fold(state, e)
@@ -147,7 +164,7 @@ class EventStore:
         row.updated_at = self.clock()
         return Snapshot(account, state, row.version, row.last_seq, aware(row.newest_event_at))
 
-    def _schedule(self, s, account: str, batch: list[Event], received: datetime) -> list[dict]:
+    def _schedule(self, s, dues: dict, account: str, batch: list[Event], received: datetime) -> list[dict]:
         """Debounce: each event pushes the evaluation back by the trigger's debounce, never past
         the deadline set by the first event of the burst (max_wait). The burst's signal time is
         when its first event arrived here: a backfill of old events is not an old signal."""
@@ -163,14 +180,14 @@ class EventStore:
         out = []
         for flow, (t, events) in sorted(wanted.items()):
             newest = max(e.occurred_at for e in events)
-            row = s.get(DueEvaluation, (account, flow), with_for_update=self.dialect == "postgresql",
-                        populate_existing=True)
+            row = dues.get((account, flow))
             if row is None:
                 deadline = received + timedelta(seconds=t.max_wait)
                 row = DueEvaluation(account_id=account, flow=flow, trigger=t.name, first_signal_at=received,
                                     newest_event_at=newest, due_at=min(received + timedelta(seconds=t.debounce), deadline),
                                     deadline=deadline, events=len(events), generation=1, created_at=received)
                 s.add(row)
+                dues[(account, flow)] = row
             else:
                 row.newest_event_at = max(aware(row.newest_event_at), newest)
                 row.due_at = min(received + timedelta(seconds=t.debounce), aware(row.deadline))
@@ -225,7 +242,7 @@ class EventStore:
         """Replay the account's events and replace its stored state with the result; reports
         whether the stored state already matched."""
         with transaction(self.factory) as s:
-            row = self._lock_state(s, account)
+            row = self._lock_states(s, [account])[account]
             rows = s.scalars(select(EventRow).where(EventRow.account_id == account).order_by(EventRow.seq)).all()
             state = rebuild(row_event(r) for r in rows)
             identical = canonical(row.state) == state and row.version == len(rows)
