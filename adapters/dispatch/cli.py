@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 
+from adapters.stopping import stop_on_signals
 from adapters.store.cli_support import database_unusable, print_table, session_factory
 
 OK, FAILED = 0, 1
@@ -136,49 +136,40 @@ def cmd_worker(args, out=None) -> int:
         print(f"postsale: {exc}", file=sys.stderr)
         return FAILED
     stop = threading.Event()
-
-    def _stop(signum, _frame):
-        logging.getLogger("postsale.dispatch").info("signal %s: finishing the calls in flight", signum)
-        stop.set()
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    with stop_on_signals(stop, "finishing the calls in flight", "postsale.dispatch"):
         try:
-            previous[sig] = signal.signal(sig, _stop)
-        except ValueError:  # not the main thread (tests)
-            pass
-    try:
-        if args.once:
+            return _work(d, args, stop, out)
+        except Exception as exc:  # noqa: BLE001 - e.g. the schema is missing
+            return _db_error(exc)
+        finally:
+            d.close()
+
+
+def _work(d, args, stop: threading.Event, out) -> int:
+    if args.once:
+        summary = d.run_once(limit=args.limit, concurrency=args.concurrency, stop_event=stop)
+        print(json.dumps({"worker": d.worker_id, **summary.as_dict()}), file=out)
+    elif args.drain:
+        started = time.monotonic()
+        total = None
+        while not stop.is_set():
             summary = d.run_once(limit=args.limit, concurrency=args.concurrency, stop_event=stop)
-            print(json.dumps({"worker": d.worker_id, **summary.as_dict()}), file=out)
-        elif args.drain:
-            started = time.monotonic()
-            total = None
-            while not stop.is_set():
-                summary = d.run_once(limit=args.limit, concurrency=args.concurrency, stop_event=stop)
-                total = summary if total is None else _merge(total, summary)
-                if not _pending(d.factory):
-                    break
-                if args.max_seconds is not None and time.monotonic() - started > args.max_seconds:
-                    print(json.dumps({"worker": d.worker_id, "timeout": True, **total.as_dict()}), file=out)
-                    return FAILED
-                if summary.processed == 0 and not summary.compensations:
-                    stop.wait(args.poll)
-            print(json.dumps({"worker": d.worker_id, **(total.as_dict() if total else {})}), file=out)
-        else:
-            logging.getLogger("postsale.dispatch").info("worker %s started (concurrency %s)", d.worker_id,
-                                                       args.concurrency)
-            if not getattr(args, "no_evaluate", False):
-                evaluations = _evaluations(stop, args.poll)
-                if evaluations is None:
-                    return FAILED
-            d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_approval_sweep(),
-                          housekeeping_every=args.sweep_every)
-    except Exception as exc:  # noqa: BLE001 - e.g. the schema is missing
-        return _db_error(exc)
-    finally:
-        d.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            total = summary if total is None else _merge(total, summary)
+            if not _pending(d.factory):
+                break
+            if args.max_seconds is not None and time.monotonic() - started > args.max_seconds:
+                print(json.dumps({"worker": d.worker_id, "timeout": True, **total.as_dict()}), file=out)
+                return FAILED
+            if summary.processed == 0 and not summary.compensations:
+                stop.wait(args.poll)
+        print(json.dumps({"worker": d.worker_id, **(total.as_dict() if total else {})}), file=out)
+    else:
+        logging.getLogger("postsale.dispatch").info("worker %s started (concurrency %s)", d.worker_id,
+                                                   args.concurrency)
+        if not getattr(args, "no_evaluate", False) and _evaluations(stop, args.poll) is None:
+            return FAILED
+        d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_approval_sweep(),
+                      housekeeping_every=args.sweep_every)
     return OK
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
+
+from adapters.stopping import stop_on_signals
 
 OK, FAILED = 0, 1
 
@@ -127,23 +128,16 @@ def cmd_evaluate(args, out=None) -> int:
     ahead = timedelta(seconds=args.ahead)
     evaluator = Evaluator(rt, clock=lambda: datetime.now(timezone.utc) + ahead)
     stop = threading.Event()
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    with stop_on_signals(stop, "finishing the evaluation in hand", "postsale.evaluate"):
         try:
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-        except ValueError:  # not the main thread
-            pass
-    try:
-        while True:
-            summary = evaluator.run_due(limit=args.limit)
-            if summary.processed or not args.loop:
-                print(json.dumps({"worker": evaluator.worker_id, **summary.as_dict()}), file=out, flush=True)
-            if not args.loop or stop.wait(args.poll):
-                break
-    except Exception as exc:  # noqa: BLE001
-        return _fail(exc)
-    finally:
-        rt.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            while True:
+                summary = evaluator.run_due(limit=args.limit)
+                if summary.processed or not args.loop:
+                    print(json.dumps({"worker": evaluator.worker_id, **summary.as_dict()}), file=out, flush=True)
+                if not args.loop or stop.wait(args.poll):
+                    break
+        except Exception as exc:  # noqa: BLE001
+            return _fail(exc)
+        finally:
+            rt.close()
     return OK

@@ -17,14 +17,14 @@ unknown entry, or --max-seconds ran out.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
+
+from adapters.stopping import stop_on_signals
 
 from .streams import DEFAULT_GROUP, DEFAULT_STREAM
 
@@ -156,6 +156,20 @@ def _triggers(settings):
 
 # --------------------------------------------------------------------------- commands
 
+def _consume(consumer, args, stop, log, head: dict) -> int:
+    if consumer.ensure_group():
+        log.info("created group %s on %s (from the first entry)", args.group, args.stream)
+    if not (args.once or args.drain):
+        log.info("consumer %s reading %s as group %s (batch %d)", consumer.consumer, args.stream, args.group,
+                 consumer.batch)
+    result = consumer.run(stop, once=args.once, drain=args.drain, max_seconds=args.max_seconds)
+    consumer.leave()
+    if result == "timeout":
+        head["timeout"] = True
+        return FAILED
+    return OK
+
+
 def cmd_consume(args, out=None, stop=None, environ=None) -> int:
     from redis.exceptions import RedisError
 
@@ -183,40 +197,20 @@ def cmd_consume(args, out=None, stop=None, environ=None) -> int:
     stop = stop or threading.Event()
     log = logging.getLogger("postsale.streams")
 
-    def _stop(signum, _frame):
-        log.info("signal %s: finishing the batch in hand", signum)
-        stop.set()
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, _stop)
-        except ValueError:  # not the main thread (tests)
-            pass
     head = {"consumer": consumer.consumer, "stream": args.stream, "group": args.group}
-    code = OK
-    try:
-        if consumer.ensure_group():
-            log.info("created group %s on %s (from the first entry)", args.group, args.stream)
-        if not (args.once or args.drain):
-            log.info("consumer %s reading %s as group %s (batch %d)", consumer.consumer, args.stream, args.group,
-                     consumer.batch)
-        result = consumer.run(stop, once=args.once, drain=args.drain, max_seconds=args.max_seconds)
-        if result == "timeout":
-            head["timeout"] = True
-            code = FAILED
-        consumer.leave()
-    except Outage as exc:
-        print(json.dumps({**head, **consumer.summary.as_dict()}), file=out)
-        print(f"postsale: the database is not usable ({exc}); the batch stays pending", file=sys.stderr)
-        return FAILED
-    except RedisError as exc:
-        print(json.dumps({**head, **consumer.summary.as_dict()}), file=out)
-        print(f"postsale: Redis failed ({_first_line(exc)})", file=sys.stderr)
-        return FAILED
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        store.factory.kw["bind"].dispose()
+    with stop_on_signals(stop, "finishing the batch in hand", "postsale.streams"):
+        try:
+            code = _consume(consumer, args, stop, log, head)
+        except Outage as exc:
+            print(json.dumps({**head, **consumer.summary.as_dict()}), file=out)
+            print(f"postsale: the database is not usable ({exc}); the batch stays pending", file=sys.stderr)
+            return FAILED
+        except RedisError as exc:
+            print(json.dumps({**head, **consumer.summary.as_dict()}), file=out)
+            print(f"postsale: Redis failed ({_first_line(exc)})", file=sys.stderr)
+            return FAILED
+        finally:
+            store.factory.kw["bind"].dispose()
     print(json.dumps({**head, **consumer.summary.as_dict()}), file=out)
     return code
 
@@ -353,23 +347,3 @@ def cmd_redrive(args, out=None, environ=None) -> int:
     moved = len(results) - len(missing)
     print(f"re-drove {moved} entr{'ies' if moved != 1 else 'y'}", file=out)
     return FAILED if missing else OK
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="postsale")
-    add_subcommands(p.add_subparsers(dest="command", required=True))
-    return p
-
-
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
