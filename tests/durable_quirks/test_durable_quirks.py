@@ -438,11 +438,18 @@ print("survived")
 
 @pytest.mark.parametrize("k", [1, 2], ids=["fact_matched", "fact_unmatched"])
 def test_delete_state_without_any_action_crashes(k):
+    """Freeing garbage does not crash every run (it depends on what the heap holds): the quirk
+    is pinned as "crashes within three runs"; a durable_rules that fixed it survives all three."""
     code = SESSIONS_6.replace("ROUNDS", "20").replace("RULES", "R") \
         .replace("K}", f"{k}}}").replace("DRIVE", "pass")
-    p = isolated(code)
-    assert p is not None and p.returncode < 0, (p.returncode, p.stdout, p.stderr[-300:])
-    assert "survived" not in p.stdout
+    runs = []
+    for _ in range(3):
+        p = isolated(code)
+        runs.append(None if p is None else (p.returncode, p.stdout.strip(), p.stderr[-200:]))
+        if p is not None and p.returncode < 0:
+            assert "survived" not in p.stdout
+            return
+    pytest.fail(f"no crash in three runs: {runs}")
 
 
 def test_delete_state_after_catch_all_action_is_safe():
