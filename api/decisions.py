@@ -223,7 +223,12 @@ def _from_features(rt, flow: str, account_id: str, given: dict) -> tuple[dict, d
     values = snap.features(as_of)
     signals = {"newest_event_at": snap.newest_event_at,
                "features": {"as_of": iso(as_of), "version": snap.version, "last_seq": snap.last_seq, "values": values}}
-    return overlay(trigger.facts_for(values), given), signals
+    facts = overlay(trigger.facts_for(values), given)
+    stated = facts.get("account", {}).get("id") if isinstance(facts.get("account"), dict) else None
+    if stated is not None and stated != account_id:
+        raise invalid([{"path": "$.facts.account.id", "message": f"is '{stated}', but the decision is for account "
+                                                                 f"'{account_id}' ($.account_id)"}])
+    return facts, signals
 
 
 def _mismatch() -> Problem:

@@ -63,9 +63,10 @@ def ingest():
         raise invalid([{"path": p.path, "message": p.message} for p in exc.problems],
                       "the events do not fit their schemas; nothing was stored") from None
     result = _store().ingest(events)
-    accepted = set(result.accepted)
+    fresh = set(result.accepted)
     for e in events:
-        metrics.EVENTS.labels(e.type, "accepted" if e.id in accepted else "duplicate").inc()
+        metrics.EVENTS.labels(e.type, "accepted" if e.id in fresh else "duplicate").inc()
+        fresh.discard(e.id)  # a second copy in the same batch is a duplicate
     return jsonify(result.as_json()), 202
 
 
@@ -130,10 +131,13 @@ def events(account_id: str):
             raise ValueError
     except ValueError:
         problems.append({"path": "query.limit", "message": "must be a whole number from 1 to 1000"})
+    after = None
     try:
         after = int(request.args["after"]) if "after" in request.args else None
+        if after is not None and not 0 <= after < 2 ** 63:
+            raise ValueError
     except ValueError:
-        problems.append({"path": "query.after", "message": "must be a whole number (a seq)"})
+        problems.append({"path": "query.after", "message": "must be a whole number from 0 (a seq)"})
     if problems:
         raise invalid(problems)
     items = _store().events(_account(account_id), limit + 1, after)

@@ -269,6 +269,10 @@ class Consumer:
             except EntryError as exc:
                 bad.append((i, exc.reason, exc.problems))
                 continue
+            except Exception as exc:  # noqa: BLE001 - one entry the checks did not foresee: parked, not a crash
+                log.exception("entry %s could not be read", i.entry_id)
+                bad.append((i, "invalid-event", [{"path": "$", "message": f"could not be read: {type(exc).__name__}"}]))
+                continue
             good.append(i)
         if bad:
             self._park(bad)

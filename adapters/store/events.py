@@ -80,6 +80,7 @@ class EventStore:
         self.redis = redis
         self.clock = clock
         self._cache_set = redis.register_script(_CACHE_SET) if redis is not None else None
+        self._namespace = namespace(factory)
 
     @property
     def dialect(self) -> str:
@@ -119,8 +120,10 @@ class EventStore:
         return result
 
     def _append(self, s, events: list[Event], received: datetime) -> dict[str, int]:
+        # in event id order: two batches holding the same ids wait for each other, never deadlock
         rows = [{"event_id": e.id, "account_id": e.account_id, "type": e.type, "occurred_at": e.occurred_at,
-                 "received_at": received, "source": e.source, "data": e.data} for e in events]
+                 "received_at": received, "source": e.source, "data": e.data}
+                for e in sorted(events, key=lambda e: e.id)]
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = (insert(EventRow).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
                 .returning(EventRow.event_id, EventRow.seq))
@@ -200,16 +203,19 @@ class EventStore:
         if self._cache_set is None:
             return
         try:
-            self._cache_set(keys=[cache_key(snap.account_id)],
+            self._cache_set(keys=[self.cache_key(snap.account_id)],
                             args=[snap.version, json.dumps(snap.as_json(), separators=(",", ":")), CACHE_TTL_SECONDS])
         except Exception as exc:  # noqa: BLE001 - the database has it; the cache catches up on the next read
             log.warning("could not cache the features of %s: %s", snap.account_id, exc)
+
+    def cache_key(self, account: str) -> str:
+        return f"postsale:features:{self._namespace}:{account}"
 
     # ---- reads ----
     def snapshot(self, account: str, use_cache: bool = True) -> Snapshot | None:
         if use_cache and self.redis is not None:
             try:
-                doc = self.redis.hget(cache_key(account), "doc")
+                doc = self.redis.hget(self.cache_key(account), "doc")
             except Exception:  # noqa: BLE001 - fall back to the database
                 doc = None
             if doc:
@@ -255,7 +261,7 @@ class EventStore:
             snap = Snapshot(account, state, row.version, row.last_seq, aware(row.newest_event_at))
         if self.redis is not None and not identical:
             try:
-                self.redis.delete(cache_key(account))
+                self.redis.delete(self.cache_key(account))
             except Exception:  # noqa: BLE001
                 log.warning("could not drop the cached features of %s", account)
         self._cache(snap)
@@ -266,8 +272,12 @@ class EventStore:
             return list(s.scalars(select(FeatureState.account_id).order_by(FeatureState.account_id)))
 
 
-def cache_key(account: str) -> str:
-    return f"postsale:features:{account}"
+def namespace(factory) -> str:
+    """Which database a cached state belongs to: two databases sharing one Redis (a staging copy,
+    a restored backup under another name) never read each other's states."""
+    import hashlib
+    url = factory.kw["bind"].url.render_as_string(hide_password=True)
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
 def row_event(r: EventRow) -> Event:

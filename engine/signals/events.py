@@ -19,6 +19,7 @@ from .catalog import EVENT_TYPES
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 MAX_FUTURE = timedelta(hours=24)  # clock skew tolerated between a source and the service
+MIN_YEAR, MAX_YEAR = 1900, 9998  # beyond, times overflow when shifted to UTC or by a window
 MAX_BATCH = 1000
 
 
@@ -73,6 +74,9 @@ def parse_time(text, path: str, problems: list) -> datetime | None:
     if at.tzinfo is None:
         problems.append(FactProblem(path, f"{text!r} has no UTC offset (add Z or +hh:mm)"))
         return None
+    if not MIN_YEAR <= at.year <= MAX_YEAR:
+        problems.append(FactProblem(path, f"{text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})"))
+        return None
     return at.astimezone(timezone.utc)
 
 
@@ -84,15 +88,25 @@ def _schema_problems(name: str, value, path: str) -> list[FactProblem]:
     return out
 
 
-def _finite(value, path: str, problems: list) -> None:
+def _storable(value, path: str, problems: list) -> None:
+    """Numbers finite, strings storable (no NUL, no unpaired surrogate: PostgreSQL refuses both)."""
     if isinstance(value, float) and not math.isfinite(value):
         problems.append(FactProblem(path, "must be a finite number"))
+    elif isinstance(value, str):
+        if "\x00" in value:
+            problems.append(FactProblem(path, "must not contain the NUL character"))
+        else:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                problems.append(FactProblem(path, "is not valid Unicode (an unpaired surrogate)"))
     elif isinstance(value, dict):
         for k, v in value.items():
-            _finite(v, f"{path}.{k}", problems)
+            _storable(k, f"{path}.{k}", problems)
+            _storable(v, f"{path}.{k}", problems)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _finite(v, f"{path}[{i}]", problems)
+            _storable(v, f"{path}[{i}]", problems)
 
 
 def _check_data(type_: str, data: dict, path: str, problems: list) -> None:
@@ -100,13 +114,18 @@ def _check_data(type_: str, data: dict, path: str, problems: list) -> None:
     props = schema(type_)["properties"]
     for key, spec in props.items():
         value = data.get(key)
+        if spec.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+            data[key] = int(value)  # JSON Schema counts 3.0 as an integer; the features stay whole numbers
         if not isinstance(value, str):
             continue
         if spec.get("pattern", "").startswith(r"^\d{4}"):
             try:
-                date.fromisoformat(value)
+                day = date.fromisoformat(value)
             except ValueError:
                 problems.append(FactProblem(f"{path}.{key}", f"{value!r} is not a calendar date (YYYY-MM-DD)"))
+                continue
+            if not MIN_YEAR <= day.year <= MAX_YEAR:
+                problems.append(FactProblem(f"{path}.{key}", f"{value!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})"))
         elif "date-time" in spec.get("description", ""):
             parse_time(value, f"{path}.{key}", problems)
 
@@ -125,7 +144,7 @@ def _parse(obj, path, problems, now) -> Event | None:
     problems += _schema_problems("_envelope", obj, path)
     if not isinstance(obj, dict):
         return None
-    _finite(obj, path, problems)
+    _storable(obj, path, problems)
     type_ = obj.get("type")
     if isinstance(type_, str) and type_ not in EVENT_TYPES:
         import difflib

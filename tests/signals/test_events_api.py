@@ -144,3 +144,33 @@ def test_decide_from_features_needs_events_and_something_to_decide_on(client):
     assert r.get_json()["errors"] == [{"path": "$.account_id", "message": "no events for account 'nobody'"}]
     r = client.post("/v1/decisions", json={"flow": "renewal"}, headers=auth("k-decide"))
     assert r.status_code == 400 and r.get_json()["errors"][0]["path"] == "$.facts"
+
+
+def test_facts_for_another_account_are_refused(client):
+    client.post("/v1/events", json=renewal_story("acme-031"), headers=auth())
+    body = {"flow": "renewal", "account_id": "acme-031", "facts": {"account": {"id": "globex-9"}}}
+    r = client.post("/v1/decisions", json=body, headers=auth("k-decide"))
+    assert r.status_code == 400 and r.get_json()["errors"][0]["path"] == "$.facts.account.id"
+
+
+def test_hostile_values_are_400s_not_500s(client, app):
+    base = renewal_story("acme-032")[2]  # product.seats_used
+    cases = {
+        "occurred_at": ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00", "0999-01-01T00:00:00Z"],
+        "account_id": ["x\ud800y", "nul\u0000"],
+        "source": ["\u0000"],
+    }
+    for field, values in cases.items():
+        for value in values:
+            r = client.post("/v1/events", json={**base, field: value}, headers=auth())
+            assert r.status_code == 400, (field, value, r.get_json())
+            assert r.get_json()["errors"][0]["path"] == f"$.{field}"
+    r = client.post("/v1/events", json={**base, "data": {"seats_used": 10 ** 400}}, headers=auth())
+    assert r.status_code == 400 and r.get_json()["errors"][0]["path"] == "$.data.seats_used"
+    r = client.post("/v1/events", json={**base, "data": {"seats_used": 3.0}}, headers=auth())
+    assert r.status_code == 202
+    assert client.get("/v1/accounts/acme-032/features", headers=auth("k-read")).get_json()["features"]["seats_used"] == 3
+    for query in ("as_of=0001-01-05T00:00:00Z", "as_of=9999-12-31T23:59:59-01:00"):
+        assert client.get(f"/v1/accounts/acme-032/features?{query}", headers=auth("k-read")).status_code == 400
+    r = client.get("/v1/accounts/acme-032/events?after=99999999999999999999999", headers=auth("k-read"))
+    assert r.status_code == 400
