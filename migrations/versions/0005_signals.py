@@ -102,11 +102,23 @@ def _append_only(tables) -> None:
 
 
 def downgrade() -> None:
+    require_drop_column()
     op.drop_table('outcomes')
     op.drop_table('due_evaluations')
     op.drop_table('feature_state')
     op.drop_table('events')
     op.drop_index('ix_decisions_created', 'decisions')
-    if op.get_bind().dialect.name == "postgresql":
-        for column in DECISION_COLUMNS:
-            op.drop_column('decisions', column.name)
+    # plain DROP COLUMN (not a batch copy, which would drop the append-only triggers on decisions)
+    for column in DECISION_COLUMNS:
+        op.drop_column('decisions', column.name)
+
+
+def require_drop_column() -> None:
+    """SQLite drops a column in place from 3.35 on; an older one would need a table copy, which
+    loses the triggers, so the downgrade stops instead of leaving columns a later upgrade re-adds."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    version = bind.exec_driver_sql("SELECT sqlite_version()").scalar()
+    if tuple(int(x) for x in version.split(".")[:2]) < (3, 35):
+        raise RuntimeError(f"downgrading needs SQLite 3.35 or later (ALTER TABLE ... DROP COLUMN); this is {version}")

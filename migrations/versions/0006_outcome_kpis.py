@@ -72,6 +72,7 @@ END $$ LANGUAGE plpgsql""")
 
 
 def downgrade() -> None:
+    require_drop_column()
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER decisions_kpis ON decisions")
         op.execute("DROP FUNCTION postsale_decision_kpis()")
@@ -79,6 +80,17 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER decisions_kpis")
     op.drop_table('decision_kpis')
     op.drop_index('ix_outcomes_type_decision', 'outcomes')
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_column('outcomes', 'request_hash')
-        op.drop_column('outcomes', 'offer_kind')
+    # plain DROP COLUMN (not a batch copy, which would drop the append-only triggers on outcomes)
+    op.drop_column('outcomes', 'request_hash')
+    op.drop_column('outcomes', 'offer_kind')
+
+
+def require_drop_column() -> None:
+    """SQLite drops a column in place from 3.35 on; an older one would need a table copy, which
+    loses the triggers, so the downgrade stops instead of leaving columns a later upgrade re-adds."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    version = bind.exec_driver_sql("SELECT sqlite_version()").scalar()
+    if tuple(int(x) for x in version.split(".")[:2]) < (3, 35):
+        raise RuntimeError(f"downgrading needs SQLite 3.35 or later (ALTER TABLE ... DROP COLUMN); this is {version}")
