@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import or_, select
 
 from adapters.store.db import now, transaction
 from adapters.store.decisions import audit
@@ -31,7 +31,12 @@ from engine.errors import DecisionError, FactsError
 from engine.signals.events import iso
 
 log = logging.getLogger("postsale.evaluate")
-OUTCOMES = ("decided", "unchanged", "incomplete", "failed")
+OUTCOMES = ("decided", "unchanged", "incomplete", "failed", "lost")
+MAX_ATTEMPTS = 5  # an evaluation that fails this often (an unexpected error each time) is given up, audited
+
+
+class LostClaim(Exception):
+    """Another worker took the row over (this one's lease ran out): what this one decided is void."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Due:
     flow: str
     trigger: str
     generation: int
+    attempts: int
     events: int
     first_signal_at: datetime
     newest_event_at: datetime
@@ -93,7 +99,8 @@ class Evaluator:
             for row in s.scalars(q):
                 row.claimed_by = self.worker_id
                 row.lease_until = self.clock() + self.lease
-                out.append(Due(row.account_id, row.flow, row.trigger, row.generation, row.events,
+                row.attempts = (row.attempts or 0) + 1
+                out.append(Due(row.account_id, row.flow, row.trigger, row.generation, row.attempts, row.events,
                                aware(row.first_signal_at), aware(row.newest_event_at)))
         return out
 
@@ -101,22 +108,36 @@ class Evaluator:
         """Evaluate what is due (at `at`, default now); returns what happened."""
         summary = Summary()
         while summary.processed < limit:
-            batch = self.claim(min(20, limit - summary.processed), at)
+            batch = self.claim(1, at)  # one at a time: a lease never runs out while the row waits its turn
             if not batch:
                 break
-            for due in batch:
-                outcome, decision_id = self.evaluate(due)
-                summary.outcomes[outcome] += 1
-                if decision_id:
-                    summary.decisions.append(decision_id)
+            outcome, decision_id = self.evaluate(batch[0])
+            summary.outcomes[outcome] += 1
+            if decision_id:
+                summary.decisions.append(decision_id)
         return summary
 
     def evaluate(self, due: Due) -> tuple[str, str | None]:
         try:
             return self._evaluate(due)
-        except Exception:  # noqa: BLE001 - the lease expires and another pass retries
-            log.exception("evaluation of %s for %s failed; it will be retried", due.flow, due.account_id)
+        except LostClaim:
+            log.warning("evaluation of %s for %s outlived its lease; another worker has it", due.flow, due.account_id)
+            self._count(due.flow, "lost")
+            return "lost", None
+        except Exception as exc:  # noqa: BLE001 - retried when the lease runs out, given up after MAX_ATTEMPTS
             self._count(due.flow, "failed")
+            if due.attempts < MAX_ATTEMPTS:
+                log.exception("evaluation of %s for %s failed (attempt %d of %d); it will be retried",
+                              due.flow, due.account_id, due.attempts, MAX_ATTEMPTS)
+                return "failed", None
+            log.exception("evaluation of %s for %s failed %d times; given up", due.flow, due.account_id, due.attempts)
+            try:
+                self._finish(due, "evaluation.failed", {"trigger": due.trigger, "attempts": due.attempts,
+                                                        "error": f"{type(exc).__name__}: {exc}"[:500]})
+            except LostClaim:
+                pass
+            except Exception:  # noqa: BLE001 - the database itself is failing: the lease runs out, retried
+                log.exception("could not give up the evaluation of %s for %s", due.flow, due.account_id)
             return "failed", None
 
     def _evaluate(self, due: Due) -> tuple[str, str | None]:
@@ -156,17 +177,14 @@ class Evaluator:
                    "features": {"as_of": iso(as_of), "version": snap.version if snap else 0,
                                 "last_seq": snap.last_seq if snap else 0, "values": values}}
         context = {"source": "trigger", "trigger": trigger.name, "events": due.events}
-        superseded = []
 
         def complete(s, decision_id, at, result):
-            if not self._remove(s, due):
-                superseded.append(decision_id)
+            if self._settle(s, due, trigger) == "lost":
+                raise LostClaim()  # rolls the decision back: the worker that holds the row decides
         decision_id, at, result = rt.decisions.record(
             flow=due.flow, version=decision["ruleset_version"], facts=decided, context=context, result=decision,
             request_hash=hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest(), api_key_id=None,
             complete=complete, signals=signals, cost=cost)
-        if superseded:
-            self._release(due)
         metrics.DECISIONS.labels(due.flow, decision["status"], decision["ruleset_version"]).inc()
         metrics.CPU.labels(due.flow).observe(cost["cpu_ms"] / 1000)
         metrics.FRESHNESS.labels(due.flow).observe(max(0.0, (at - due.newest_event_at).total_seconds()))
@@ -178,26 +196,37 @@ class Evaluator:
             dispatch_inline(rt, decision_id, budget / 1000, {"actions": result["actions"]})
         return "decided", decision_id
 
-    def _remove(self, s, due: Due) -> bool:
-        """Delete the due row unless an event arrived since the claim (then keep it for another pass)."""
-        gone = s.execute(delete(DueEvaluation).where(
-            DueEvaluation.account_id == due.account_id, DueEvaluation.flow == due.flow,
-            DueEvaluation.generation == due.generation, DueEvaluation.claimed_by == self.worker_id))
-        return gone.rowcount == 1
-
-    def _release(self, due: Due) -> None:
-        with transaction(self.rt.factory) as s:
-            s.execute(update(DueEvaluation).where(and_(
-                DueEvaluation.account_id == due.account_id, DueEvaluation.flow == due.flow,
-                DueEvaluation.claimed_by == self.worker_id)).values(claimed_by=None, lease_until=None))
+    def _settle(self, s, due: Due, trigger=None) -> str:
+        """In the caller's transaction: remove the due row if no event came since the claim
+        ("done"); if events came, start their burst afresh — debounce and max_wait from now —
+        and leave it for another pass ("kept"); if another worker holds the row now, "lost"."""
+        q = select(DueEvaluation).where(DueEvaluation.account_id == due.account_id, DueEvaluation.flow == due.flow)
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        row = s.scalars(q.execution_options(populate_existing=True)).first()
+        if row is None or row.claimed_by != self.worker_id:
+            return "lost"
+        if row.generation == due.generation:
+            s.delete(row)
+            return "done"
+        at = now()
+        debounce = trigger.debounce if trigger else 0.0
+        max_wait = trigger.max_wait if trigger else 0.0
+        row.first_signal_at, row.deadline = at, at + timedelta(seconds=max_wait)
+        row.due_at = min(at + timedelta(seconds=debounce), row.deadline)
+        row.events = max(1, row.events - due.events)
+        row.claimed_by = row.lease_until = None
+        row.attempts = 0
+        return "kept"
 
     def _finish(self, due: Due, kind: str | None, detail: dict | None) -> None:
+        """Settle the row without a decision (audited as `kind`); LostClaim when another worker has it."""
+        trigger = self.rt.events.triggers.get(due.trigger) if self.rt.events.triggers else None
         with transaction(self.rt.factory) as s:
-            removed = self._remove(s, due)
+            if self._settle(s, due, trigger) == "lost":
+                raise LostClaim()
             if kind is not None:
                 audit(s, self.worker_id, kind, f"{due.flow}:{due.account_id}", detail)
-        if not removed:
-            self._release(due)
 
     @staticmethod
     def _count(flow: str, outcome: str) -> None:

@@ -188,7 +188,8 @@ class EventStore:
                 deadline = received + timedelta(seconds=t.max_wait)
                 row = DueEvaluation(account_id=account, flow=flow, trigger=t.name, first_signal_at=received,
                                     newest_event_at=newest, due_at=min(received + timedelta(seconds=t.debounce), deadline),
-                                    deadline=deadline, events=len(events), generation=1, created_at=received)
+                                    deadline=deadline, events=len(events), generation=1, attempts=0,
+                                    created_at=received)
                 s.add(row)
                 dues[(account, flow)] = row
             else:

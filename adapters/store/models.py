@@ -184,6 +184,7 @@ class DueEvaluation(Base):
     deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     events: Mapped[int] = mapped_column(Integer)
     generation: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims of this burst; given up after a few
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -110,3 +110,48 @@ def test_decisions_record_segment_and_cost_from_the_api_too(client, app):
         d = s.scalars(select(Decision)).one()
         assert d.segment == facts["account"]["segment"] and d.trigger is None and d.cpu_ms > 0
         assert s.scalar(select(func.count()).select_from(DueEvaluation)) == 0
+
+
+def test_a_lease_that_ran_out_voids_the_slow_workers_decision(client, app):
+    client.post("/v1/events", json=renewal_story("acme-040"), headers=auth())
+    rt = app.extensions["postsale"]
+    slow = Evaluator(rt, worker_id="slow", lease_seconds=1, clock=lambda: later(31))
+    [due] = slow.claim()
+    fast = Evaluator(rt, worker_id="fast", clock=lambda: later(40))  # after the slow lease ran out
+    assert fast.run_due().outcomes["decided"] == 1
+    assert slow.evaluate(due) == ("lost", None)
+    assert len(rows(app, Decision)) == 1 and rows(app, DueEvaluation) == []
+
+
+def test_a_burst_that_raced_an_evaluation_gets_its_own_debounce_and_deadline(client, app):
+    client.post("/v1/events", json=renewal_story("acme-041"), headers=auth())
+    ev = evaluator(app, 31)
+    [due] = ev.claim()
+    client.post("/v1/events", json={"id": "race", "type": "product.logins", "account_id": "acme-041",
+                                    "occurred_at": at(0), "data": {"count": 3}}, headers=auth())
+    ev.evaluate(due)
+    [row] = rows(app, DueEvaluation)
+    started = datetime.now(timezone.utc)
+    deadline = row.deadline if row.deadline.tzinfo else row.deadline.replace(tzinfo=timezone.utc)
+    due_at = row.due_at if row.due_at.tzinfo else row.due_at.replace(tzinfo=timezone.utc)
+    assert abs((deadline - started).total_seconds() - 300) < 5
+    assert abs((due_at - started).total_seconds() - 30) < 5
+    assert row.events == 1 and row.attempts == 0
+
+
+def test_an_evaluation_that_keeps_failing_is_given_up_and_audited(client, app, monkeypatch):
+    client.post("/v1/events", json=renewal_story("acme-042"), headers=auth())
+    rt = app.extensions["postsale"]
+
+    class Broken:
+        def decide_full(self, facts):
+            raise RuntimeError("scorer exploded")
+    monkeypatch.setattr(rt, "decider", lambda name: Broken())
+    outcomes = []
+    for attempt in range(5):  # each pass after the previous lease ran out
+        ev = Evaluator(rt, worker_id="w", clock=lambda a=attempt: later(31 + 61 * a))
+        outcomes.append(ev.run_due().outcomes["failed"])
+    assert outcomes == [1, 1, 1, 1, 1]
+    assert rows(app, DueEvaluation) == []
+    [entry] = [e for e in rows(app, AuditEntry) if e.kind == "evaluation.failed"]
+    assert entry.detail["attempts"] == 5 and "scorer exploded" in entry.detail["error"]
