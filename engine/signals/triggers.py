@@ -423,7 +423,7 @@ def _a(kind: str) -> str:
 
 
 def _build(doc: Document, c: Collector, skip: set[int], flows_dir) -> TriggerSet:
-    triggers, seen = [], {}
+    triggers, seen, by_flow = [], {}, {}
     flows = None
     for i, raw in enumerate(doc.data["triggers"]):
         if i in skip:
@@ -434,6 +434,14 @@ def _build(doc: Document, c: Collector, skip: set[int], flows_dir) -> TriggerSet
                     f"trigger '{name}' is defined twice (first at line {seen[name].line})")
         else:
             seen[name] = doc.at(("triggers", i, "name"))
+        flow = raw.get("flow")
+        if flow in by_flow:  # one schedule per account and flow: two triggers could not both hold it
+            first, line = by_flow[flow]
+            c.error(doc.at(("triggers", i, "flow")), "duplicate-flow",
+                    f"flow '{flow}' already has trigger '{first}' (line {line}); list every event type in "
+                    "that one trigger")
+        elif isinstance(flow, str):
+            by_flow[flow] = (name, doc.at(("triggers", i, "flow")).line)
         flows = flows or _Flows(flows_dir)
         triggers.append(_check_trigger(doc, c, i, raw, flows))
     return TriggerSet(tuple(triggers))

@@ -97,9 +97,18 @@ def test_for_event_and_get():
 
 
 def test_for_event_keeps_file_order_across_triggers():
-    second = MINIMAL.replace("- name: t", "- name: u", 1).split("triggers:\n", 1)[1]
-    ts = parse_triggers(MINIMAL + second, "t.yaml", FLOWS)
+    second = MINIMAL.replace("- name: t", "- name: u", 1).replace("flow: renewal", "flow: expansion", 1)
+    ts = parse_triggers(MINIMAL + second.split("triggers:\n", 1)[1], "t.yaml",
+                        {**FLOWS, "expansion": FLOWS["renewal"]})
     assert [t.name for t in ts.for_event("product.usage")] == ["t", "u"]
+
+
+def test_one_trigger_per_flow():
+    second = MINIMAL.replace("- name: t", "- name: u", 1).split("triggers:\n", 1)[1]
+    text = MINIMAL + second
+    line = line_of(text, "flow: renewal", 1)
+    assert problems(text) == [f"triggers.yaml:{line}:11: duplicate-flow: flow 'renewal' already has trigger 't' "
+                              "(line 3); list every event type in that one trigger"]
 
 
 def test_on_may_be_quoted_and_plain():
@@ -260,8 +269,8 @@ def test_an_alias_that_refers_to_itself_is_a_diagnostic_not_a_crash():
 def test_duplicate_trigger():
     second = MINIMAL.split("triggers:\n", 1)[1]
     text = MINIMAL + second
-    assert problems(text) == [f"triggers.yaml:{line_of(text, 'name: t', 1)}:11: duplicate-trigger: trigger 't' is "
-                              "defined twice (first at line 2)"]
+    assert f"triggers.yaml:{line_of(text, 'name: t', 1)}:11: duplicate-trigger: trigger 't' is " \
+           "defined twice (first at line 2)" in problems(text)
 
 
 def test_unknown_event_type_with_did_you_mean_and_without():
