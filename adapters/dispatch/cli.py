@@ -166,10 +166,15 @@ def _work(d, args, stop: threading.Event, out) -> int:
     else:
         logging.getLogger("postsale.dispatch").info("worker %s started (concurrency %s)", d.worker_id,
                                                    args.concurrency)
-        if not getattr(args, "no_evaluate", False) and _evaluations(stop, args.poll) is None:
-            return FAILED
+        evaluations = None
+        if not getattr(args, "no_evaluate", False):
+            evaluations = _evaluations(stop, args.poll)
+            if evaluations is None:
+                return FAILED
         d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_approval_sweep(),
                       housekeeping_every=args.sweep_every)
+        if evaluations is not None:
+            evaluations.join(timeout=30)  # the evaluation in hand finishes; its row is settled
     return OK
 
 

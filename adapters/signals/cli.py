@@ -117,6 +117,9 @@ def cmd_rebuild(args, out=None) -> int:
 def cmd_evaluate(args, out=None) -> int:
     from .evaluate import Evaluator
     out = out or sys.stdout
+    if not 0 <= args.ahead <= 366 * 86400 or args.poll <= 0:
+        print("postsale: --ahead takes 0 to 31,622,400 seconds (a year) and --poll more than 0", file=sys.stderr)
+        return FAILED
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
