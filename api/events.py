@@ -99,10 +99,10 @@ def features(account_id: str):
         - {in: query, name: as_of, schema: {type: string, format: date-time}}
       responses:
         200: {description: the features, content: {application/json: {schema: {type: object}}}}
-        404: {description: no events for this account, content: {application/problem+json: {schema: Problem}}}
+        404: {description: no events for this account (by as_of), content: {application/problem+json: {schema: Problem}}}
     """
     at = _as_of()
-    snap = _store().snapshot(_account(account_id))
+    snap = _store().snapshot_at(_account(account_id), at)
     if snap is None:
         raise Problem(404, "Not found", f"no events for account {account_id}")
     return jsonify({"account_id": account_id, "as_of": iso(at), "version": snap.version, "last_seq": snap.last_seq,

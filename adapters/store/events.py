@@ -239,11 +239,29 @@ class EventStore:
             rows = s.scalars(q.order_by(EventRow.seq).limit(limit)).all()
             return [event_json(r) for r in rows]
 
-    def replay(self, account: str) -> dict:
-        """The account's state rebuilt from the event store alone."""
+    def replay(self, account: str, until: datetime | None = None) -> dict:
+        """The account's state rebuilt from the event store alone (only events that occurred by
+        `until`, when given: the state as it was then, late arrivals included)."""
         with self.factory() as s:
-            rows = s.scalars(select(EventRow).where(EventRow.account_id == account).order_by(EventRow.seq)).all()
-            return rebuild(row_event(r) for r in rows)
+            q = select(EventRow).where(EventRow.account_id == account)
+            if until is not None:
+                q = q.where(EventRow.occurred_at <= until)
+            return rebuild(row_event(r) for r in s.scalars(q.order_by(EventRow.seq)))
+
+    def snapshot_at(self, account: str, at: datetime) -> Snapshot | None:
+        """The account's state as of `at`: the stored one when nothing newer happened since,
+        otherwise replayed from the events that occurred by then."""
+        snap = self.snapshot(account)
+        if snap is None or snap.newest_event_at is None or snap.newest_event_at <= at:
+            return snap
+        with self.factory() as s:
+            q = select(EventRow.seq, EventRow.occurred_at).where(EventRow.account_id == account,
+                                                                 EventRow.occurred_at <= at)
+            kept = s.execute(q).all()
+        if not kept:
+            return None
+        return Snapshot(account, self.replay(account, at), len(kept), max(r.seq for r in kept),
+                        max(aware(r.occurred_at) for r in kept))
 
     def rebuild(self, account: str) -> dict:
         """Replay the account's events and replace its stored state with the result; reports

@@ -174,3 +174,23 @@ def test_hostile_values_are_400s_not_500s(client, app):
         assert client.get(f"/v1/accounts/acme-032/features?{query}", headers=auth("k-read")).status_code == 400
     r = client.get("/v1/accounts/acme-032/events?after=99999999999999999999999", headers=auth("k-read"))
     assert r.status_code == 400
+
+
+def test_features_as_of_a_past_time_count_only_what_had_happened(client, app):
+    events = renewal_story("acme-033")
+    client.post("/v1/events", json=events, headers=auth())
+    past = at_days(3)
+    f = client.get(f"/v1/accounts/acme-033/features?as_of={past}", headers=auth("k-read")).get_json()
+    assert "renewal_date" not in f["features"] and "seats_used" not in f["features"]  # both happened a day ago
+    assert f["features"]["segment"] == "mid_market"
+    happened = [e for e in events if e["occurred_at"] <= past]
+    assert f["version"] == len(happened)
+    now = client.get("/v1/accounts/acme-033/features", headers=auth("k-read")).get_json()
+    assert now["features"]["days_to_renewal"] == 60 and now["version"] == len(events)
+    assert client.get(f"/v1/accounts/acme-033/features?as_of={at_days(400)}",
+                      headers=auth("k-read")).status_code == 404
+
+
+def at_days(days: float) -> str:
+    from .conftest import at
+    return at(days)
