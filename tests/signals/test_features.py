@@ -112,3 +112,27 @@ def test_event_round_trips_through_json():
     e = story()[0]
     again = parse_event(e.as_json(), now=NOW)
     assert again == e and again.data == e.data
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-10, 10 ** 13) | st.floats(allow_nan=False, allow_infinity=False)
+                           | st.text(max_size=5) | st.sampled_from(["2026-01-01", "sev1", "high", "smb", "pro"]),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                           max_leaves=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(__import__("engine.signals.catalog", fromlist=["x"]).EVENT_TYPES) + ["_envelope"]),
+       st.data())
+def test_the_compiled_validator_never_accepts_what_json_schema_refuses(name, data):
+    import fastjsonschema
+
+    from engine.signals.events import _fast, schema, validator
+    props = schema(name).get("properties", {})
+    value = data.draw(st.dictionaries(st.sampled_from(sorted(props) + ["extra"]), json_values, max_size=len(props) + 1))
+    try:
+        _fast(name)(value)
+        fast_ok = True
+    except fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    if fast_ok:
+        assert not list(validator(name).iter_errors(value)), value
