@@ -232,7 +232,7 @@ def error_paths(err: ValidationError, prefix: str = "$") -> list[dict]:
 # ---- outcomes and KPIs ----
 
 import re as _re  # noqa: E402
-from datetime import datetime as _datetime  # noqa: E402
+from datetime import datetime as _datetime, timezone as _timezone  # noqa: E402
 
 from marshmallow import validates_schema  # noqa: E402
 
@@ -242,8 +242,13 @@ KPI_GROUPS = ("flow", "ruleset_version", "segment", "period")
 KPI_PERIODS = ("day", "week", "month")
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 9998  # an instant in these years is one in UTC too, and every database stores it
+MAX_AMOUNT = 1e12  # USD: far above any contract, and a sum of many stays a finite float
+
+
 class DateTimeWithOffset(fields.String):
-    """An RFC 3339 date-time that names its offset (`Z` or `+02:00`); loaded as an aware datetime."""
+    """An RFC 3339 date-time that names its offset (`Z` or `+02:00`), in the years 1900 to
+    9998; loaded as an aware datetime in UTC."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("metadata", {})
@@ -255,9 +260,12 @@ class DateTimeWithOffset(fields.String):
         if not RFC3339.match(text):
             raise ValidationError("not an RFC 3339 date-time with an offset, e.g. 2026-05-01T12:00:00Z")
         try:
-            return _datetime.fromisoformat(text.upper())
+            parsed = _datetime.fromisoformat(text.upper())
         except ValueError as exc:
             raise ValidationError(f"not a valid date-time: {exc}") from None
+        if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+            raise ValidationError(f"the year must be from {FIRST_YEAR} to {LAST_YEAR}")
+        return parsed.astimezone(_timezone.utc)
 
 
 class OutcomeRequest(Schema):
@@ -270,14 +278,17 @@ class OutcomeRequest(Schema):
                                                 "the same id with another body a conflict (409)"})
     decision_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     type = fields.String(required=True, validate=validate.OneOf(OUTCOME_TYPES))
-    amount = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(min=0),
-                          metadata={"description": "USD; required for renewed and expanded"})
+    amount = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                          validate=validate.Range(min=0, max=MAX_AMOUNT,
+                                                  error=f"must be from 0 to {MAX_AMOUNT:,.0f} (USD)"),
+                          metadata={"description": "USD, 0 to 1,000,000,000,000; required for renewed and expanded"})
     offer = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=64),
                                                                         validate.Regexp(OFFER_CODE)],
                           metadata={"description": "one of the decision's offers; required for offer_accepted "
                                                    "and offer_declined"})
     occurred_at = DateTimeWithOffset(load_default=None, allow_none=True,
-                                     metadata={"description": "RFC 3339 with an offset; default: now"})
+                                     metadata={"description": "RFC 3339 with an offset, years 1900 to 9998; "
+                                                              "default: now"})
     detail = fields.Dict(load_default=dict, metadata={"description": "anything else worth keeping"})
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)

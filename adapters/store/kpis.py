@@ -108,6 +108,20 @@ def _rows(session, d, q, *aggregates, from_=None, where=None):
     return {tuple(r[:n]): r[n:] for r in session.execute(stmt)}
 
 
+def _outcomes(d, q):
+    """The selected decisions' outcomes with their group keys and `latest`: 1 on the outcome that
+    stands for its (decision, type) — (decision, type, offer) for `expanded`, one expansion per
+    offer — the one that occurred last (then was recorded last, then has the greatest id); the
+    others it corrected are 2, 3, ... A window function: the same on SQLite and PostgreSQL."""
+    o = outcomes.alias("o")
+    slot = case((o.c.type == "expanded", o.c.offer))
+    latest = func.row_number().over(partition_by=(o.c.decision_id, o.c.type, slot),
+                                    order_by=(o.c.occurred_at.desc(), o.c.recorded_at.desc(), o.c.id.desc()))
+    return (select(*_keys(d, q), o.c.decision_id, o.c.type, o.c.amount, o.c.offer, o.c.offer_kind,
+                   latest.label("latest"))
+            .select_from(d.join(o, o.c.decision_id == d.c.decision_id)).subquery("o"))
+
+
 def _count_if(cond):
     return func.sum(case((cond, 1), else_=0))
 
@@ -160,21 +174,21 @@ def compute(session, q: KpiQuery) -> dict:
                  func.avg(d.c.cpu_ms), func.count(d.c.cpu_ms),
                  from_=joined)
 
-    # outcomes
-    d = _decisions(q, dia)
-    o = outcomes.alias("o")
+    # outcomes; an amount counts only from the latest outcome of its kind (a correction is a new outcome)
+    o = _outcomes(_decisions(q, dia), q)
     up = o.c.offer_kind.in_(UPGRADE_KINDS)
     pair = o.c.decision_id + literal(":") + o.c.offer
-    out = _rows(session, d, q,
+    amount = and_(o.c.latest == 1, o.c.amount.isnot(None))
+    out = _rows(session, o, q,
                 func.count(distinct(case((o.c.type == "renewed", o.c.decision_id)))),
                 func.count(distinct(case((o.c.type == "churned", o.c.decision_id)))),
-                func.sum(case((o.c.type == "expanded", o.c.amount))),
-                func.count(case((and_(o.c.type == "expanded", o.c.amount.isnot(None)), 1))),
-                func.avg(case((o.c.type == "renewed", o.c.amount))),
-                func.count(case((and_(o.c.type == "renewed", o.c.amount.isnot(None)), 1))),
+                func.sum(case((and_(o.c.type == "expanded", amount), o.c.amount))),
+                func.count(case((and_(o.c.type == "expanded", amount), 1))),
+                func.avg(case((and_(o.c.type == "renewed", amount), o.c.amount))),
+                func.count(case((and_(o.c.type == "renewed", amount), 1))),
                 func.count(distinct(case((and_(o.c.type == "offer_accepted", up), pair)))),
-                func.count(distinct(case((and_(o.c.type == "offer_declined", up), pair)))),
-                from_=d.join(o, o.c.decision_id == d.c.decision_id))
+                func.count(distinct(case((and_(o.c.type == "offer_declined", up), pair)))))
+    d = _decisions(q, dia)
 
     # outbox: automated or human-approved, and how the actions went
     x = Outbox.__table__.alias("x")

@@ -22,6 +22,7 @@ OK, LOAD_ERROR = 0, 1
 GROUPS = ("flow", "ruleset_version", "segment", "period")
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FIRST_YEAR, LAST_YEAR = 1900, 9998  # api/schemas.py's bounds: in UTC as given, and storable everywhere
 
 
 def add_subcommands(subparsers) -> None:
@@ -41,15 +42,17 @@ def add_subcommands(subparsers) -> None:
 
 
 def instant(text: str) -> datetime:
-    if _DATE.match(text):
-        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-    if not _STAMP.match(text):
+    """A time in UTC, in the years FIRST_YEAR to LAST_YEAR (as GET /v1/kpis takes them)."""
+    if not (_DATE.match(text) or _STAMP.match(text)):
         raise argparse.ArgumentTypeError(f"'{text}' is not an RFC 3339 time with an offset (2026-05-01T00:00:00Z) "
                                          "or a date (2026-05-01)")
     try:
-        return datetime.fromisoformat(text.upper())
+        parsed = datetime.fromisoformat(text.upper())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"'{text}': {exc}") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"'{text}': the year must be from {FIRST_YEAR} to {LAST_YEAR}")
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
 def groups(text: str) -> list[str]:

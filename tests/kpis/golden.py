@@ -65,6 +65,10 @@ OUTCOMES = [
     {"id": "o9", "decision_id": "d5", "type": "offer_accepted", "offer": "addon_seats"},
     {"id": "o10", "decision_id": "d5", "type": "offer_accepted", "offer": "addon_seats"},  # the same offer again
     {"id": "o11", "decision_id": "d5", "type": "expanded", "amount": 9000},
+    # corrections: the latest outcome of a (decision, type) stands for its amount
+    {"id": "o12", "decision_id": "d1", "type": "renewed", "amount": 86000, "occurred_at": "2026-04-02T00:00:00"},
+    {"id": "o13", "decision_id": "d5", "type": "expanded", "amount": 9500},  # same instant as o11: the greater id
+    {"id": "o14", "decision_id": "d2", "type": "renewed", "amount": 1, "occurred_at": "2026-03-20T00:00:00"},  # older
 ]
 
 
@@ -94,6 +98,6 @@ def load(factory, prefix: str = "") -> dict:
                              idempotency_key=f"{ids[short]}:{step}", state=state,
                              created_at=at(next(d[5] for d in DECISIONS if d[0] == short)), attempts=1))
     items = [{**o, "id": prefix + o["id"], "decision_id": ids[o["decision_id"]],
-              "occurred_at": at("2026-04-01T00:00:00")} for o in OUTCOMES]
+              "occurred_at": at(o.get("occurred_at", "2026-04-01T00:00:00"))} for o in OUTCOMES]
     OutcomeStore(factory).record(items, [f"$.outcomes[{n}]" for n in range(len(items))], "k")
     return ids

@@ -51,7 +51,7 @@ def test_text(book):
     assert code == 0
     assert text.splitlines()[0] == "flow=renewal"
     assert "segment mid_market: 2 decisions" in text
-    assert "renewal rate" in text and "100.0%" in text and "$67,000.00" in text
+    assert "renewal rate" in text and "100.0%" in text and "$68,000.00" in text
     line = next(x for x in text.splitlines() if "signal to approved offer p90" in x and "6,840.0 s" in x)
     assert line
 
