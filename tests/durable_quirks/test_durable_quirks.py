@@ -436,10 +436,11 @@ print("survived")
 """
 
 
-@pytest.mark.parametrize("k", [1, 2], ids=["fact_matched", "fact_unmatched"])
-def test_delete_state_without_any_action_crashes(k):
+def test_delete_state_without_any_action_crashes(k=1):
     """Freeing garbage does not crash every run (it depends on what the heap holds): the quirk
-    is pinned as "crashes within three runs"; a durable_rules that fixed it survives all three."""
+    is pinned as "crashes within three runs" with the fact matched; a durable_rules that fixed it
+    survives all three. With the fact unmatched it crashed every run in one build of the
+    extension and never in another (same source, another folder): not pinned, still avoided."""
     code = SESSIONS_6.replace("ROUNDS", "20").replace("RULES", "R") \
         .replace("K}", f"{k}}}").replace("DRIVE", "pass")
     runs = []
