@@ -26,7 +26,7 @@ from sqlalchemy import or_, select
 from adapters.store.db import now, transaction
 from adapters.store.decisions import audit
 from adapters.store.events import aware
-from adapters.store.models import DueEvaluation
+from adapters.store.models import AuditEntry, DueEvaluation
 from engine.errors import DecisionError, FactsError
 from engine.signals.events import iso
 
@@ -225,8 +225,16 @@ class Evaluator:
         with transaction(self.rt.factory) as s:
             if self._settle(s, due, trigger) == "lost":
                 raise LostClaim()
-            if kind is not None:
+            if kind is not None and not self._repeats(s, kind, f"{due.flow}:{due.account_id}", detail):
                 audit(s, self.worker_id, kind, f"{due.flow}:{due.account_id}", detail)
+
+    @staticmethod
+    def _repeats(s, kind: str, subject: str, detail) -> bool:
+        """The account's previous entry said the same (e.g. still no renewal date): not written
+        again, so a chatty account that cannot be decided does not fill the audit log."""
+        last = s.scalars(select(AuditEntry).where(AuditEntry.subject == subject)
+                         .order_by(AuditEntry.id.desc()).limit(1)).first()
+        return last is not None and last.kind == kind and last.detail == detail
 
     @staticmethod
     def _count(flow: str, outcome: str) -> None:

@@ -136,6 +136,8 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[dict] = mapped_column(JSON)
 
+    __table_args__ = (Index("ix_audit_log_subject", "subject", "id"),)
+
 
 class Event(Base):
     """The event store: every accepted signal, once (event_id is unique), never changed."""

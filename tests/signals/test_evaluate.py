@@ -155,3 +155,11 @@ def test_an_evaluation_that_keeps_failing_is_given_up_and_audited(client, app, m
     assert rows(app, DueEvaluation) == []
     [entry] = [e for e in rows(app, AuditEntry) if e.kind == "evaluation.failed"]
     assert entry.detail["attempts"] == 5 and "scorer exploded" in entry.detail["error"]
+
+
+def test_the_same_missing_facts_are_audited_once(client, app):
+    for n in range(3):
+        client.post("/v1/events", json={"id": f"u-{n}", "type": "product.usage", "account_id": "acme-043",
+                                        "occurred_at": at(0), "data": {"count": 5}}, headers=auth())
+        assert evaluator(app, 31).run_due().outcomes["incomplete"] == 1
+    assert len([e for e in rows(app, AuditEntry) if e.kind == "evaluation.incomplete"]) == 1
