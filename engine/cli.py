@@ -218,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
     add_trigger_commands(sub)
     from adapters.store.kpis_cli import add_subcommands as add_kpi_commands
     add_kpi_commands(sub)
+    from adapters.store.replay_cli import add_subcommands as add_replay_commands
+    add_replay_commands(sub)
     return p
 
 

@@ -78,6 +78,15 @@ class DecisionStore:
             return [summary_json(d) for d in rows]
 
 
+    def recorded(self, flow: str, since=None, limit: int = 1000):
+        """The flow's newest recorded decisions (id, account, version, facts, result), newest first."""
+        with self.factory() as s:
+            q = select(Decision.id, Decision.account_id, Decision.ruleset_version, Decision.facts, Decision.result) \
+                .where(Decision.flow == flow)
+            if since is not None:
+                q = q.where(Decision.created_at >= since)
+            return [tuple(r) for r in s.execute(q.order_by(Decision.id.desc()).limit(limit))]
+
     def last(self, account_id: str, flow: str) -> dict | None:
         """The account's newest decision of the flow (its result), or None."""
         with self.factory() as s:

@@ -1,0 +1,102 @@
+"""What a ruleset change does to real decisions: recorded decisions decided again on other rules,
+and the differences that matter to an account (status, offers and discounts, actions,
+escalations, approval) — the trace may differ without anything changing for the account.
+
+Recorded facts carry the scores they were decided with, so replaying them needs no model and
+gives the same decision on the same rules (deterministic)."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .errors import DecisionError, FactsError
+
+
+def plan_of(result: dict) -> dict:
+    return {"status": result.get("status"),
+            "offers": {o["offer"]: o.get("discount") for o in result.get("offers", [])},
+            "actions": sorted(a["type"] for a in result.get("actions", [])),
+            "escalations": sorted(e.get("queue", "") for e in result.get("escalations", [])),
+            "approval": bool((result.get("approval") or {}).get("required"))}
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    """Each change, worded for a rule author; [] when the account would see no difference."""
+    a, b = plan_of(before), plan_of(after)
+    out = []
+    if a["status"] != b["status"]:
+        out.append(f"status {a['status']} → {b['status']}")
+    for offer in sorted(set(a["offers"]) | set(b["offers"])):
+        if offer not in b["offers"]:
+            out.append(f"offer {offer} dropped")
+        elif offer not in a["offers"]:
+            out.append(f"offer {offer} added (discount {b['offers'][offer]})")
+        elif a["offers"][offer] != b["offers"][offer]:
+            out.append(f"offer {offer} discount {a['offers'][offer]} → {b['offers'][offer]}")
+    for name in ("actions", "escalations"):
+        gone = Counter(a[name]) - Counter(b[name])
+        new = Counter(b[name]) - Counter(a[name])
+        kind = "action" if name == "actions" else "escalation to"
+        out += [f"{kind} {x} dropped" for x in sorted(gone.elements())]
+        out += [f"{kind} {x} added" for x in sorted(new.elements())]
+    if a["approval"] != b["approval"]:
+        out.append("approval now required" if b["approval"] else "approval no longer required")
+    return out
+
+
+@dataclass
+class Report:
+    flow: str
+    version: str
+    replayed: int = 0
+    changed: int = 0
+    failed: int = 0
+    recorded_versions: Counter = field(default_factory=Counter)
+    changes: Counter = field(default_factory=Counter)
+    examples: list = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"flow": self.flow, "version": self.version, "replayed": self.replayed, "changed": self.changed,
+                "unchanged": self.replayed - self.changed - self.failed, "failed": self.failed,
+                "recorded_versions": dict(self.recorded_versions), "changes": dict(self.changes.most_common()),
+                "examples": self.examples}
+
+
+def replay(decider, records, examples: int = 10) -> Report:
+    """records: (decision id, account id, recorded version, facts, result) tuples."""
+    report = Report(decider.flow.name, decider.flow.version)
+    for decision_id, account_id, version, facts, result in records:
+        report.replayed += 1
+        report.recorded_versions[version] += 1
+        try:
+            again = decider.decide(facts)
+        except (FactsError, DecisionError) as exc:
+            report.failed += 1
+            if len(report.examples) < examples:
+                report.examples.append({"id": decision_id, "account_id": account_id, "version": version,
+                                        "changes": [f"could not decide: {exc}"]})
+            continue
+        diff = differences(result, again)
+        if diff:
+            report.changed += 1
+            report.changes.update(diff)
+            if len(report.examples) < examples:
+                report.examples.append({"id": decision_id, "account_id": account_id, "version": version,
+                                        "changes": diff})
+    return report
+
+
+def report_text(r: Report) -> str:
+    versions = ", ".join(f"{v} ×{n}" for v, n in r.recorded_versions.most_common()) or "none"
+    unchanged = r.replayed - r.changed - r.failed
+    share = f" ({unchanged / r.replayed:.1%})" if r.replayed else ""
+    lines = [f"replayed {r.replayed} decisions of flow {r.flow} (recorded on {versions}) on version {r.version}",
+             f"  unchanged {unchanged}{share}, changed {r.changed}, could not decide {r.failed}"]
+    if r.changes:
+        lines.append("changes:")
+        width = max(len(c) for c in r.changes)
+        lines += [f"  {c.ljust(width)}  {n}" for c, n in r.changes.most_common()]
+    if r.examples:
+        lines.append("examples:")
+        lines += [f"  {e['id']} {e['account_id'] or '-'}: {'; '.join(e['changes'])}" for e in r.examples]
+    return "\n".join(lines) + "\n"
