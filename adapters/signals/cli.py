@@ -15,6 +15,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from adapters.stopping import stop_on_signals
+from adapters.store.cli_support import time_argument
 
 OK, FAILED = 0, 1
 
@@ -24,7 +25,7 @@ def add_subcommands(subparsers) -> None:
     fs = f.add_subparsers(dest="features_command", required=True)
     show = fs.add_parser("show", help="an account's features (as of now, or --as-of)")
     show.add_argument("account")
-    show.add_argument("--as-of", help="RFC 3339 time (default: now)")
+    show.add_argument("--as-of", type=time_argument, help="RFC 3339 time (default: now)")
     show.add_argument("--json", action="store_true", help="the features and the folded state as JSON")
     show.set_defaults(func=cmd_show)
     rb = fs.add_parser("rebuild", help="replay accounts' events and replace their feature state")
@@ -64,18 +65,12 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_show(args, out=None) -> int:
-    from engine.signals.events import iso, parse_time
+    from engine.signals.events import iso
     out = out or sys.stdout
-    as_of = datetime.now(timezone.utc)
-    if args.as_of:
-        problems: list = []
-        as_of = parse_time(args.as_of, "--as-of", problems)
-        if problems:
-            print(f"postsale: {problems[0]}", file=sys.stderr)
-            return FAILED
+    as_of = args.as_of or datetime.now(timezone.utc)
     try:
         rt = _runtime()
-        snap = rt.events.snapshot(args.account, use_cache=False)
+        snap = rt.events.snapshot_at(args.account, as_of)
     except Exception as exc:  # noqa: BLE001 - one clear line
         return _fail(exc)
     if snap is None:

@@ -28,3 +28,15 @@ def print_table(rows, cols, out) -> None:
     print("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip(), file=out)
     for i in range(len(rows)):
         print("  ".join(cell[c][i].ljust(widths[c]) for c in cols).rstrip(), file=out)
+
+
+def time_argument(text: str):
+    """An argparse type: an RFC 3339 time with its offset, in UTC (bad ones: argparse's usage line)."""
+    import argparse
+
+    from engine.signals.events import parse_time
+    problems: list = []
+    at = parse_time(text, "", problems)
+    if problems:
+        raise argparse.ArgumentTypeError(problems[0].message)
+    return at

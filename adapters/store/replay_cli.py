@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_support import time_argument
+
 OK, FAILED, CHANGED = 0, 1, 2
 
 
@@ -19,7 +21,7 @@ def add_subcommands(subparsers) -> None:
                                              "what would change")
     r.add_argument("--flow", default="renewal")
     r.add_argument("--rules", default="rules", help="the rules folder holding the flow (default: rules)")
-    r.add_argument("--since", help="only decisions recorded from this RFC 3339 time on")
+    r.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
     r.add_argument("--limit", type=int, default=1000, help="the newest N decisions (default 1000)")
     r.add_argument("--examples", type=int, default=10, help="changed decisions to show (default 10)")
     r.add_argument("--json", action="store_true")
@@ -32,18 +34,11 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from engine.errors import RulesetError
     from engine.language.flows import load_flow_dir
     from engine.replay import replay, report_text
-    from engine.signals.events import parse_time
 
     from .cli_support import database_unusable, session_factory
     from .decisions import DecisionStore
     out = out or sys.stdout
-    since = None
-    if args.since:
-        problems: list = []
-        since = parse_time(args.since, "--since", problems)
-        if problems:
-            print(f"postsale: {problems[0]}", file=sys.stderr)
-            return FAILED
+    since = args.since
     if not 1 <= args.limit <= 1_000_000:
         print("postsale: --limit takes 1 to 1,000,000", file=sys.stderr)
         return FAILED
