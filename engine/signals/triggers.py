@@ -435,7 +435,7 @@ def _build(doc: Document, c: Collector, skip: set[int], flows_dir) -> TriggerSet
         else:
             seen[name] = doc.at(("triggers", i, "name"))
         flow = raw.get("flow")
-        if flow in by_flow:  # one schedule per account and flow: two triggers could not both hold it
+        if isinstance(flow, str) and flow in by_flow:  # one schedule per account and flow: two triggers could not both hold it
             first, line = by_flow[flow]
             c.error(doc.at(("triggers", i, "flow")), "duplicate-flow",
                     f"flow '{flow}' already has trigger '{first}' (line {line}); list every event type in "
