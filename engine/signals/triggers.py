@@ -181,9 +181,10 @@ def _message(err, path) -> str:
     if err.validator == "uniqueItems":
         seen, twice = set(), []
         for x in err.instance:
-            if x in seen and x not in twice:
+            key = json.dumps(x, sort_keys=True, default=str)  # items may be lists or mappings
+            if key in seen and x not in twice:
                 twice.append(x)
-            seen.add(x)
+            seen.add(key)
         return f"listed twice: {', '.join(map(str, twice))}"
     if err.validator == "minItems" and last == "on":
         return "list at least one event type"

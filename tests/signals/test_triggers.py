@@ -493,3 +493,8 @@ def test_cli_missing_file_exit_2(tmp_path, capsys):
 def test_cli_missing_rules_folder_exit_1(tmp_path, capsys):
     assert main(["triggers", "check", "--rules", str(tmp_path / "nothing")]) == 1
     assert "unknown-flow" in capsys.readouterr().err
+
+
+def test_repeated_lists_in_on_are_a_diagnostic_not_a_crash():
+    text = MINIMAL.replace("on: [product.usage]", "on: [[], []]")
+    assert any("schema" in p for p in problems(text))
