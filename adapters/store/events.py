@@ -197,7 +197,6 @@ class EventStore:
                 row.due_at = min(received + timedelta(seconds=t.debounce), aware(row.deadline))
                 row.events += len(events)
                 row.generation += 1
-                row.attempts = 0  # new signals, fresh tries: what failed may decide now
             out.append({"account_id": account, "flow": flow, "trigger": t.name, "due_at": iso(aware(row.due_at))})
         return out
 
