@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sqlalchemy import or_, select
 from adapters.store.db import now, transaction
 from adapters.store.decisions import audit
 from adapters.store.events import aware
-from adapters.store.models import AuditEntry, DueEvaluation
+from adapters.store.models import AuditEntry, Decision, DueEvaluation
 from engine.errors import DecisionError, FactsError
 from engine.signals.events import iso
 
@@ -79,7 +80,8 @@ class Evaluator:
         """`clock` says what is due (a clock ahead of time decides bursts before their debounce
         ends); features are always read as of the real time the decision is recorded."""
         self.rt = runtime
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        # a token too: two replicas may share a host name and a pid (containers), never a claim
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.lease = timedelta(seconds=lease_seconds)
         self.clock = clock
 
@@ -88,17 +90,27 @@ class Evaluator:
         return self.rt.db.dialect.name
 
     def claim(self, limit: int = 20, at: datetime | None = None) -> list[Due]:
+        """Take up to `limit` rows due at `at` (the clock: may run ahead). Leases run on the real
+        time, so a clock ahead never pins a row nor takes a live lease. A row whose claims keep
+        ending without an answer (its worker died on it) is given up here, audited."""
         at = at or self.clock()
+        real = now()
         q = (select(DueEvaluation).where(DueEvaluation.due_at <= at,
-                                         or_(DueEvaluation.lease_until.is_(None), DueEvaluation.lease_until < at))
+                                         or_(DueEvaluation.lease_until.is_(None), DueEvaluation.lease_until < real))
              .order_by(DueEvaluation.due_at).limit(limit))
         if self.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
         out = []
         with transaction(self.rt.factory) as s:
             for row in s.scalars(q):
+                if (row.attempts or 0) >= MAX_ATTEMPTS:
+                    audit(s, self.worker_id, "evaluation.failed", f"{row.flow}:{row.account_id}",
+                          {"trigger": row.trigger, "attempts": row.attempts,
+                           "error": "the evaluation did not finish (its worker stopped or the lease ran out)"})
+                    s.delete(row)
+                    continue
                 row.claimed_by = self.worker_id
-                row.lease_until = self.clock() + self.lease
+                row.lease_until = real + self.lease
                 row.attempts = (row.attempts or 0) + 1
                 out.append(Due(row.account_id, row.flow, row.trigger, row.generation, row.attempts, row.events,
                                aware(row.first_signal_at), aware(row.newest_event_at)))
@@ -133,7 +145,7 @@ class Evaluator:
             log.exception("evaluation of %s for %s failed %d times; given up", due.flow, due.account_id, due.attempts)
             try:
                 self._finish(due, "evaluation.failed", {"trigger": due.trigger, "attempts": due.attempts,
-                                                        "error": f"{type(exc).__name__}: {exc}"[:500]})
+                                                        "error": f"{type(exc).__name__}: {exc}"[:500]}, drop=True)
             except LostClaim:
                 pass
             except Exception:  # noqa: BLE001 - the database itself is failing: the lease runs out, retried
@@ -196,7 +208,7 @@ class Evaluator:
             dispatch_inline(rt, decision_id, budget / 1000, {"actions": result["actions"]})
         return "decided", decision_id
 
-    def _settle(self, s, due: Due, trigger=None) -> str:
+    def _settle(self, s, due: Due, trigger=None, drop: bool = False) -> str:
         """In the caller's transaction: remove the due row if no event came since the claim
         ("done"); if events came, start their burst afresh — debounce and max_wait from now —
         and leave it for another pass ("kept"); if another worker holds the row now, "lost"."""
@@ -206,7 +218,7 @@ class Evaluator:
         row = s.scalars(q.execution_options(populate_existing=True)).first()
         if row is None or row.claimed_by != self.worker_id:
             return "lost"
-        if row.generation == due.generation:
+        if row.generation == due.generation or drop:
             s.delete(row)
             return "done"
         at = now()
@@ -219,22 +231,32 @@ class Evaluator:
         row.attempts = 0
         return "kept"
 
-    def _finish(self, due: Due, kind: str | None, detail: dict | None) -> None:
-        """Settle the row without a decision (audited as `kind`); LostClaim when another worker has it."""
+    def _finish(self, due: Due, kind: str | None, detail: dict | None, drop: bool = False) -> None:
+        """Settle the row without a decision (audited as `kind`); LostClaim when another worker
+        has it. `drop`: remove it even if events came meanwhile (given up: the next event
+        schedules afresh)."""
         trigger = self.rt.events.triggers.get(due.trigger) if self.rt.events.triggers else None
         with transaction(self.rt.factory) as s:
-            if self._settle(s, due, trigger) == "lost":
+            if self._settle(s, due, trigger, drop) == "lost":
                 raise LostClaim()
-            if kind is not None and not self._repeats(s, kind, f"{due.flow}:{due.account_id}", detail):
+            if kind is not None and not self._repeats(s, due, kind, detail):
                 audit(s, self.worker_id, kind, f"{due.flow}:{due.account_id}", detail)
 
     @staticmethod
-    def _repeats(s, kind: str, subject: str, detail) -> bool:
-        """The account's previous entry said the same (e.g. still no renewal date): not written
-        again, so a chatty account that cannot be decided does not fill the audit log."""
-        last = s.scalars(select(AuditEntry).where(AuditEntry.subject == subject)
+    def _repeats(s, due: Due, kind: str, detail) -> bool:
+        """Still incomplete for the same reason (e.g. no renewal date yet), with no decision since
+        the entry that said so: not written again, so a chatty account does not fill the log.
+        Failures are always written."""
+        if kind != "evaluation.incomplete":
+            return False
+        last = s.scalars(select(AuditEntry).where(AuditEntry.subject == f"{due.flow}:{due.account_id}")
                          .order_by(AuditEntry.id.desc()).limit(1)).first()
-        return last is not None and last.kind == kind and last.detail == detail
+        if last is None or last.kind != kind or last.detail != detail:
+            return False
+        decided = s.scalar(select(Decision.created_at).where(Decision.account_id == due.account_id,
+                                                              Decision.flow == due.flow)
+                           .order_by(Decision.id.desc()).limit(1))
+        return decided is None or aware(decided) <= aware(last.created_at)
 
     @staticmethod
     def _count(flow: str, outcome: str) -> None:

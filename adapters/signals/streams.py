@@ -338,7 +338,7 @@ class Consumer:
                 for k, v in item.fields.items():
                     name = _text(k)
                     fields[f"orig:{name}" if name in META or name.startswith("orig:") else name] = v
-                fields.update(reason=reason, problems=json.dumps(problems, ensure_ascii=False),
+                fields.update(reason=reason, problems=json.dumps(problems),  # ASCII: any text survives
                               consumer=self.consumer, delivered=str(item.delivered), entry_id=item.entry_id,
                               group=self.group, parked_at=at)
                 p.xadd(self.dead, fields)

@@ -29,8 +29,14 @@ class EventError(PostsaleError):
     """One or more events are malformed: every problem, by JSON path."""
 
     def __init__(self, problems: list[FactProblem]):
-        self.problems = sorted(problems, key=lambda p: (p.path, p.message))
+        self.problems = sorted((FactProblem(_printable(p.path), _printable(p.message)) for p in problems),
+                               key=lambda p: (p.path, p.message))
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+def _printable(text: str) -> str:
+    """Problems quote what was sent; an unpaired surrogate there would break every writer."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,14 @@ def parse_time(text, path: str, problems: list) -> datetime | None:
     if at.tzinfo is None:
         problems.append(FactProblem(path, f"{text!r} has no UTC offset (add Z or +hh:mm)"))
         return None
-    if not MIN_YEAR <= at.year <= MAX_YEAR:
-        problems.append(FactProblem(path, f"{text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})"))
+    try:
+        at = at.astimezone(timezone.utc)
+    except OverflowError:
+        at = None
+    if at is None or not MIN_YEAR <= at.year <= MAX_YEAR:
+        problems.append(FactProblem(path, f"{text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR}, in UTC)"))
         return None
-    return at.astimezone(timezone.utc)
+    return at
 
 
 @lru_cache(maxsize=None)

@@ -115,9 +115,9 @@ def test_decisions_record_segment_and_cost_from_the_api_too(client, app):
 def test_a_lease_that_ran_out_voids_the_slow_workers_decision(client, app):
     client.post("/v1/events", json=renewal_story("acme-040"), headers=auth())
     rt = app.extensions["postsale"]
-    slow = Evaluator(rt, worker_id="slow", lease_seconds=1, clock=lambda: later(31))
+    slow = Evaluator(rt, worker_id="slow", lease_seconds=0, clock=lambda: later(31))  # its lease runs out at once
     [due] = slow.claim()
-    fast = Evaluator(rt, worker_id="fast", clock=lambda: later(40))  # after the slow lease ran out
+    fast = Evaluator(rt, worker_id="fast", clock=lambda: later(40))
     assert fast.run_due().outcomes["decided"] == 1
     assert slow.evaluate(due) == ("lost", None)
     assert len(rows(app, Decision)) == 1 and rows(app, DueEvaluation) == []
@@ -148,9 +148,9 @@ def test_an_evaluation_that_keeps_failing_is_given_up_and_audited(client, app, m
             raise RuntimeError("scorer exploded")
     monkeypatch.setattr(rt, "decider", lambda name: Broken())
     outcomes = []
-    for attempt in range(5):  # each pass after the previous lease ran out
-        ev = Evaluator(rt, worker_id="w", clock=lambda a=attempt: later(31 + 61 * a))
-        outcomes.append(ev.run_due().outcomes["failed"])
+    for attempt in range(5):  # leases of 0 s: each pass finds the previous one ran out
+        ev = Evaluator(rt, worker_id="w", lease_seconds=0, clock=lambda: later(31))
+        outcomes.append(ev.run_due(limit=1).outcomes["failed"])
     assert outcomes == [1, 1, 1, 1, 1]
     assert rows(app, DueEvaluation) == []
     [entry] = [e for e in rows(app, AuditEntry) if e.kind == "evaluation.failed"]
@@ -163,3 +163,23 @@ def test_the_same_missing_facts_are_audited_once(client, app):
                                         "occurred_at": at(0), "data": {"count": 5}}, headers=auth())
         assert evaluator(app, 31).run_due().outcomes["incomplete"] == 1
     assert len([e for e in rows(app, AuditEntry) if e.kind == "evaluation.incomplete"]) == 1
+
+
+def test_a_row_whose_workers_keep_dying_is_given_up(client, app):
+    client.post("/v1/events", json=renewal_story("acme-044"), headers=auth())
+    rt = app.extensions["postsale"]
+    for n in range(5):  # each claim ends with no answer: the worker died holding it
+        assert len(Evaluator(rt, worker_id=f"dies-{n}", lease_seconds=0, clock=lambda: later(31)).claim()) == 1
+    assert Evaluator(rt, worker_id="next", clock=lambda: later(31)).claim() == []
+    assert rows(app, DueEvaluation) == []
+    [entry] = [e for e in rows(app, AuditEntry) if e.kind == "evaluation.failed"]
+    assert entry.detail["attempts"] == 5 and "did not finish" in entry.detail["error"]
+
+
+def test_a_clock_ahead_decides_early_but_leases_run_on_real_time(client, app):
+    client.post("/v1/events", json=renewal_story("acme-045"), headers=auth())
+    ahead = Evaluator(app.extensions["postsale"], worker_id="ahead", clock=lambda: later(3600))
+    [due] = ahead.claim()
+    [row] = rows(app, DueEvaluation)
+    lease = row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=timezone.utc)
+    assert abs((lease - datetime.now(timezone.utc)).total_seconds() - 60) < 5
