@@ -186,3 +186,18 @@ def test_a_batch_held_through_an_outage_is_not_taken_over(rds, stream, factory):
     c.step()
     assert c.summary.accepted == 5 and c.summary.duplicates == 0 and c.pending() == 0
     assert sorted(stored_ids(factory)) == sorted(f"ev-{i}" for i in range(7))
+
+
+def test_hostile_text_is_parked_and_the_good_entries_go_in(rds, stream, store, factory):
+    add(rds, stream, event(1))
+    bad = event(2)
+    bad["data"]["\ud800"] = 1  # an unpaired surrogate, escaped in the JSON
+    add(rds, stream, json.dumps(bad))
+    old = event(3, occurred_at="0001-01-01T00:00:00+01:00")
+    add(rds, stream, old)
+    add(rds, stream, event(4))
+    c = consumer(rds, store, stream)
+    assert drain(c) == "done"
+    assert sorted(stored_ids(factory)) == sorted([event(1)["id"], event(4)["id"]])
+    parked = dead(rds, stream)
+    assert len(parked) == 2 and {p["reason"] for p in parked} == {"invalid-event"}
