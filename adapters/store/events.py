@@ -80,7 +80,7 @@ class EventStore:
         self.redis = redis
         self.clock = clock
         self._cache_set = redis.register_script(_CACHE_SET) if redis is not None else None
-        self._namespace = namespace(factory)
+        self._namespace = None
 
     @property
     def dialect(self) -> str:
@@ -210,6 +210,8 @@ class EventStore:
             log.warning("could not cache the features of %s: %s", snap.account_id, exc)
 
     def cache_key(self, account: str) -> str:
+        if self._namespace is None:
+            self._namespace = namespace(self.factory)
         return f"postsale:features:{self._namespace}:{account}"
 
     # ---- reads ----
@@ -278,7 +280,7 @@ class EventStore:
                 row.newest_event_at = max((aware(r.occurred_at) for r in rows), default=None)
                 row.updated_at = self.clock()
             snap = Snapshot(account, state, row.version, row.last_seq, aware(row.newest_event_at))
-        if self.redis is not None and not identical:
+        if self.redis is not None:  # always: the cache may be ahead of a restored database
             try:
                 self.redis.delete(self.cache_key(account))
             except Exception:  # noqa: BLE001
@@ -292,11 +294,13 @@ class EventStore:
 
 
 def namespace(factory) -> str:
-    """Which database a cached state belongs to: two databases sharing one Redis (a staging copy,
-    a restored backup under another name) never read each other's states."""
-    import hashlib
-    url = factory.kw["bind"].url.render_as_string(hide_password=True)
-    return hashlib.sha256(url.encode()).hexdigest()[:12]
+    """Which database a cached state belongs to: its own random id (migration 0008), the same
+    for every process however it spells the URL; two databases sharing one Redis never read
+    each other's states. After restoring a backup, `postsale features rebuild --all` rewrites
+    the cache."""
+    from .models import Instance
+    with factory() as s:
+        return s.scalar(select(Instance.id).limit(1))[:12]
 
 
 def row_event(r: EventRow) -> Event:

@@ -214,6 +214,15 @@ class Outcome(Base):
     __table_args__ = (Index("ix_outcomes_decision", "decision_id"), Index("ix_outcomes_occurred", "occurred_at"))
 
 
+class Instance(Base):
+    """One row: this database's random id (migration 0008), the namespace of its Redis caches."""
+
+    __tablename__ = "instance"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class DecisionKpis(Base):
     """Per decision, counted from its result by a database trigger in the decision's own INSERT
     (migration 0006): offers made, guardrail adjustments (violations caught), offers blocked."""
@@ -226,5 +235,5 @@ class DecisionKpis(Base):
     blocked: Mapped[int] = mapped_column(Integer)
 
 
-__all__ = ["DecisionKpis", "Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
+__all__ = ["Instance", "DecisionKpis", "Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
            "Text", "UniqueConstraint"]

@@ -91,5 +91,8 @@ def test_two_databases_on_one_redis_never_share_states(tmp_path, redis):
     assert stores[0].snapshot(account).version == len(events)
     assert stores[1].snapshot(account).version == 2
     assert stores[0].cache_key(account) != stores[1].cache_key(account)
+    same = EventStore(sessions(make_engine(f"sqlite:///{tmp_path}/./a.db")), redis=redis)  # spelled otherwise
+    assert same.cache_key(account) == stores[0].cache_key(account)
+    assert same.snapshot(account).version == len(events)
     for store in stores:
         redis.delete(store.cache_key(account))
