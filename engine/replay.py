@@ -9,15 +9,35 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .errors import DecisionError, FactsError
 
 
 def plan_of(result: dict) -> dict:
+    actions: dict[str, list] = {}
+    for a in result.get("actions", []):
+        actions.setdefault(a["type"], []).append(a.get("params") or {})
+    approval = result.get("approval") or {}
     return {"status": result.get("status"),
             "offers": {o["offer"]: o.get("discount") for o in result.get("offers", [])},
-            "actions": sorted(a["type"] for a in result.get("actions", [])),
+            "actions": actions,
             "escalations": sorted(e.get("queue", "") for e in result.get("escalations", [])),
-            "approval": bool((result.get("approval") or {}).get("required"))}
+            "approval": bool(approval.get("required")),
+            "queues": sorted(approval.get("queues") or [])}
+
+
+def _action_changes(before: dict, after: dict) -> list[str]:
+    out = []
+    for kind in sorted(set(before) | set(after)):
+        old, new = before.get(kind, []), after.get(kind, [])
+        for i in range(max(len(old), len(new))):
+            if i >= len(new):
+                out.append(f"action {kind} dropped")
+            elif i >= len(old):
+                out.append(f"action {kind} added")
+            else:
+                for key in sorted(set(old[i]) | set(new[i])):
+                    if old[i].get(key) != new[i].get(key):
+                        out.append(f"action {kind} {key} {old[i].get(key, '-')} → {new[i].get(key, '-')}")
+    return out
 
 
 def differences(before: dict, after: dict) -> list[str]:
@@ -33,14 +53,15 @@ def differences(before: dict, after: dict) -> list[str]:
             out.append(f"offer {offer} added (discount {b['offers'][offer]})")
         elif a["offers"][offer] != b["offers"][offer]:
             out.append(f"offer {offer} discount {a['offers'][offer]} → {b['offers'][offer]}")
-    for name in ("actions", "escalations"):
-        gone = Counter(a[name]) - Counter(b[name])
-        new = Counter(b[name]) - Counter(a[name])
-        kind = "action" if name == "actions" else "escalation to"
-        out += [f"{kind} {x} dropped" for x in sorted(gone.elements())]
-        out += [f"{kind} {x} added" for x in sorted(new.elements())]
+    out += _action_changes(a["actions"], b["actions"])
+    gone = Counter(a["escalations"]) - Counter(b["escalations"])
+    new = Counter(b["escalations"]) - Counter(a["escalations"])
+    out += [f"escalation to {x} dropped" for x in sorted(gone.elements())]
+    out += [f"escalation to {x} added" for x in sorted(new.elements())]
     if a["approval"] != b["approval"]:
         out.append("approval now required" if b["approval"] else "approval no longer required")
+    elif a["approval"] and a["queues"] != b["queues"]:
+        out.append(f"approval queues {', '.join(a['queues'])} → {', '.join(b['queues'])}")
     return out
 
 
@@ -70,7 +91,7 @@ def replay(decider, records, examples: int = 10) -> Report:
         report.recorded_versions[version] += 1
         try:
             again = decider.decide(facts)
-        except (FactsError, DecisionError) as exc:
+        except Exception as exc:  # noqa: BLE001 - facts that no longer fit, a failing rule: counted and shown
             report.failed += 1
             if len(report.examples) < examples:
                 report.examples.append({"id": decision_id, "account_id": account_id, "version": version,

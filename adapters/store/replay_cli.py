@@ -3,7 +3,8 @@
     postsale replay [--flow F] [--rules DIR] [--since T] [--limit N] [--json] [--fail-on-change]
 
 Exit codes: 0 replayed (changes are reported, not failures), 1 the rules or the database are
-not usable, 2 with --fail-on-change when any decision would change (a gate for CI).
+not usable, 2 with --fail-on-change when any decision would change or could not be decided
+again (a gate for CI).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--limit", type=int, default=1000, help="the newest N decisions (default 1000)")
     r.add_argument("--examples", type=int, default=10, help="changed decisions to show (default 10)")
     r.add_argument("--json", action="store_true")
-    r.add_argument("--fail-on-change", action="store_true", help="exit 2 when any decision would change")
+    r.add_argument("--fail-on-change", action="store_true",
+                   help="exit 2 when any decision would change or could not be decided again")
     r.set_defaults(func=cmd_replay)
 
 
@@ -60,4 +62,4 @@ def cmd_replay(args, out=None, factory=None) -> int:
         print(json.dumps(report.as_json(), indent=2), file=out)
     else:
         out.write(report_text(report))
-    return CHANGED if args.fail_on_change and report.changed else OK
+    return CHANGED if args.fail_on_change and (report.changed or report.failed) else OK

@@ -62,3 +62,16 @@ def test_rules_that_do_not_load_are_reported(app, recorded, rules_dir, capsys):
                      fail_on_change=False)
     assert cmd_replay(args, factory=app.extensions["postsale"].factory) == 1
     assert "flow.yaml" in capsys.readouterr().err
+
+
+def test_action_parameters_count_and_undecidable_decisions_fail_the_gate(app, recorded, rules_dir, capsys):
+    from engine.replay import differences
+    before = {"status": "automatic", "offers": [], "actions": [{"type": "schedule_outreach", "params": {"channel": "call"}}],
+              "escalations": [], "approval": {"required": False}}
+    after = {**before, "actions": [{"type": "schedule_outreach", "params": {"channel": "email"}}]}
+    assert differences(before, after) == ["action schedule_outreach channel call → email"]
+    schema = rules_dir / "renewal" / "facts.schema.yaml"
+    schema.write_text(schema.read_text().replace("required: [account, contract]", "required: [account, contract, survey]")
+                      .replace("properties:\n  account:", "properties:\n  survey: {type: object}\n  account:", 1))
+    code, report = run(app, rules_dir, capsys, fail_on_change=True)
+    assert report["failed"] == len(CASES) and code == CHANGED
