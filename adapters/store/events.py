@@ -252,18 +252,18 @@ class EventStore:
 
     def snapshot_at(self, account: str, at: datetime) -> Snapshot | None:
         """The account's state as of `at`: the stored one when nothing newer happened since,
-        otherwise replayed from the events that occurred by then."""
+        otherwise replayed from the events that occurred by then (read once, so the state, its
+        version and last seq agree)."""
         snap = self.snapshot(account)
         if snap is None or snap.newest_event_at is None or snap.newest_event_at <= at:
             return snap
         with self.factory() as s:
-            q = select(EventRow.seq, EventRow.occurred_at).where(EventRow.account_id == account,
-                                                                 EventRow.occurred_at <= at)
-            kept = s.execute(q).all()
-        if not kept:
+            rows = s.scalars(select(EventRow).where(EventRow.account_id == account, EventRow.occurred_at <= at)
+                             .order_by(EventRow.seq)).all()
+        if not rows:
             return None
-        return Snapshot(account, self.replay(account, at), len(kept), max(r.seq for r in kept),
-                        max(aware(r.occurred_at) for r in kept))
+        return Snapshot(account, rebuild(row_event(r) for r in rows), len(rows), max(r.seq for r in rows),
+                        max(aware(r.occurred_at) for r in rows))
 
     def rebuild(self, account: str) -> dict:
         """Replay the account's events and replace its stored state with the result; reports
