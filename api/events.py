@@ -102,8 +102,8 @@ def features(account_id: str):
         404: {description: no events for this account (by as_of), content: {application/problem+json: {schema: Problem}}}
     """
     at = _as_of()
-    store = _store()
-    snap = store.snapshot_at(_account(account_id), at) if "as_of" in request.args else store.snapshot(account_id)
+    store, account = _store(), _account(account_id)
+    snap = store.snapshot_at(account, at) if "as_of" in request.args else store.snapshot(account)
     if snap is None:
         raise Problem(404, "Not found", f"no events for account {account_id}")
     return jsonify({"account_id": account_id, "as_of": iso(at), "version": snap.version, "last_seq": snap.last_seq,
