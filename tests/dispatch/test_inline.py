@@ -87,7 +87,8 @@ def _post(client, facts, key=None):
 def test_the_api_acts_inline_on_sqlite_and_reports_it(app_for, sqlite_url, example_facts, monkeypatch):
     monkeypatch.delenv("POSTSALE_TOOLS_FILE", raising=False)
     monkeypatch.delenv("POSTSALE_CONTACT_POLICY_FILE", raising=False)
-    client = app_for(sqlite_url)
+    # a generous budget: the first call also builds the dispatcher, slow on a cold machine
+    client = app_for(sqlite_url, POSTSALE_INLINE_DISPATCH_MS="5000")
     first = _post(client, example_facts, "order-1")
     assert first.status_code == 201
     assert [(a["type"], a["status"]) for a in first.json["actions"]] == [("create_quote", "done"),
