@@ -29,6 +29,7 @@ from adapters.store.decisions import audit
 from adapters.store.events import aware
 from adapters.store.models import AuditEntry, Decision, DueEvaluation
 from engine.errors import DecisionError, FactsError
+from engine.replay import plan_of
 from engine.signals.events import iso
 
 log = logging.getLogger("postsale.evaluate")
@@ -66,13 +67,9 @@ class Summary:
 
 
 def fingerprint(result: dict) -> str:
-    """What a decision would make happen; two decisions with the same fingerprint plan the same."""
-    plan = {"status": result.get("status"),
-            "offers": [(o.get("offer"), o.get("discount")) for o in result.get("offers", [])],
-            "actions": [(a.get("type"), a.get("params")) for a in result.get("actions", [])],
-            "escalations": result.get("escalations"),
-            "approval": (result.get("approval") or {}).get("required")}
-    return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+    """What a decision would make happen (engine/replay.plan_of: status, offers and discounts,
+    actions and their parameters, escalations, approval); equal fingerprints plan the same."""
+    return hashlib.sha256(json.dumps(plan_of(result), sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Evaluator:
