@@ -29,6 +29,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/run.py
+	$(PY) bench/bench_signals.py
+	$(PY) bench/bench_streams.py --events 10000 --accounts 500 --repeat 2
+	$(PY) bench/bench_kpis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
