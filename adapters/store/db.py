@@ -62,18 +62,30 @@ def transaction(factory: sessionmaker):
         yield session
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema up to an Alembic revision (the newest by default)."""
     from alembic import command
+    _alembic(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Take the schema down to an Alembic revision."""
+    from alembic import command
+    _alembic(url, command.downgrade, revision)
+
+
+def _alembic(url: str, step, revision: str) -> None:
     from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     engine = make_engine(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+    finally:
+        engine.dispose()
 
 
 def ping(engine: Engine) -> bool:
@@ -94,4 +106,4 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
-__all__ = ["make_engine", "sessions", "transaction", "migrate", "ping", "now", "new_id", "Session", "os"]
+__all__ = ["make_engine", "sessions", "transaction", "migrate", "downgrade", "ping", "now", "new_id", "Session", "os"]

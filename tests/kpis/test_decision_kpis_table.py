@@ -1,11 +1,9 @@
 """decision_kpis: filled by a database trigger in the decision's INSERT, and backfilled by 0006."""
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import select
 
-from adapters.store.db import MIGRATIONS, make_engine, normalise_url, sessions
+from adapters.store.db import make_engine, migrate, sessions
 from adapters.store.kpis import decision_kpis
 from adapters.store.models import Decision
 
@@ -24,19 +22,8 @@ def test_every_decision_gets_its_counts(client, factory):
     assert rows[ids["d3"]] == (0, 2, 2) and rows[ids["d1"]] == (2, 1, 0) and rows[ids["d6"]] == (0, 0, 0)
 
 
-def _upgrade(url, revision):
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    engine.dispose()
-
-
 def test_0006_counts_the_decisions_already_recorded(db_url):
-    _upgrade(db_url, "0005")
+    migrate(db_url, "0005")
     engine = make_engine(db_url)
     factory = sessions(engine)
     result = {"offers": [{"offer": "a"}], "adjustments": [{}, {}, {}], "blocked": [{}]}
@@ -44,7 +31,7 @@ def test_0006_counts_the_decisions_already_recorded(db_url):
         for n, r in enumerate([result, {"offers": None}]):
             s.add(Decision(id=f"{n:032d}", created_at=golden.at("2026-01-01T00:00:00"), flow="renewal",
                            ruleset_version="v", status="automatic", request_hash="0", facts={}, context={}, result=r))
-    _upgrade(db_url, "head")
+    migrate(db_url, "head")
     with factory() as s:
         rows = {r.decision_id: (r.offers, r.violations, r.blocked) for r in s.execute(select(decision_kpis))}
     engine.dispose()

@@ -3,24 +3,13 @@ of decisions and outcomes still in place afterwards."""
 from __future__ import annotations
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from adapters.store.db import MIGRATIONS, make_engine, normalise_url
+from adapters.store.db import downgrade, make_engine, migrate
 
 DECISION = ("INSERT INTO decisions (id, created_at, flow, ruleset_version, status, request_hash, facts, context, "
             "result) VALUES (:id, '2026-01-01 00:00:00', 'renewal', 'v1', 'automatic', 'h', '{}', '{}', :result)")
-
-
-def _run(engine, url, fn, revision):
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        fn(cfg, revision)
 
 
 def _refused(engine, statement) -> bool:
@@ -35,17 +24,17 @@ def _refused(engine, statement) -> bool:
 def test_downgrades_and_upgrades_cycle(db_url):
     engine = make_engine(db_url)
     try:
-        _run(engine, db_url, command.upgrade, "head")
+        migrate(db_url, "head")
         with engine.begin() as conn:
             conn.execute(text(DECISION), {"id": "d1", "result": '{"offers": [{"offer": "a"}]}'})
         for down in ("0004", "0005", "0004"):
-            _run(engine, db_url, command.downgrade, down)
+            downgrade(db_url, down)
             columns = {c["name"] for c in inspect(engine).get_columns("decisions")}
             assert "segment" not in columns if down == "0004" else "segment" in columns
             if down == "0005":
                 assert {"offer_kind", "request_hash"}.isdisjoint(
                     c["name"] for c in inspect(engine).get_columns("outcomes"))
-            _run(engine, db_url, command.upgrade, "head")
+            migrate(db_url, "head")
 
         with engine.begin() as conn:
             conn.execute(text(DECISION), {"id": "d2", "result": '{"offers": [{"offer": "a"}, {"offer": "b"}]}'})
@@ -67,7 +56,7 @@ def test_a_sqlite_older_than_3_35_is_told_so(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = make_engine(url)
     try:
-        _run(engine, url, command.upgrade, "0006")
+        migrate(url, "0006")
         from sqlalchemy.engine import Connection
         real = Connection.exec_driver_sql
 
@@ -78,7 +67,7 @@ def test_a_sqlite_older_than_3_35_is_told_so(tmp_path, monkeypatch):
 
         monkeypatch.setattr(Connection, "exec_driver_sql", old_sqlite)
         with pytest.raises(RuntimeError, match=r"SQLite 3\.35 or later .* this is 3\.31\.1"):
-            _run(engine, url, command.downgrade, "0005")
+            downgrade(url, "0005")
         monkeypatch.undo()
         assert "decision_kpis" in inspect(engine).get_table_names()
     finally:
