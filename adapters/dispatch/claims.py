@@ -20,24 +20,17 @@ taken over writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import aliased
 
-from adapters.store.db import now, transaction
+from adapters.store.db import aware, now, transaction
 from adapters.store.models import Outbox
 
 DUE_STATES = ("ready", "retry")
 FINISHED = ("done", "suppressed")  # a later step may run after these
 TERMINAL = ("done", "suppressed", "dead", "cancelled", "compensated")
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; everything here is UTC."""
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

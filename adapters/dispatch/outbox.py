@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from adapters.store.db import now, transaction
+from adapters.store.db import iso, now, transaction
 from adapters.store.models import DecisionEvent, Outbox
 
 from .claims import aware
@@ -18,17 +18,12 @@ from .claims import aware
 STATES = ("awaiting_approval", "ready", "running", "retry", "done", "dead", "suppressed", "cancelled", "compensated")
 
 
-def _iso(dt) -> str | None:
-    dt = aware(dt)
-    return dt.isoformat().replace("+00:00", "Z") if dt else None
-
-
 def row_json(r: Outbox) -> dict:
     return {"id": r.id, "decision_id": r.decision_id, "step": r.step, "action": r.action_type, "state": r.state,
-            "attempts": r.attempts or 0, "next_attempt_at": _iso(r.next_attempt_at), "claimed_by": r.claimed_by,
-            "lease_until": _iso(r.lease_until), "last_error": r.last_error, "idempotency_key": r.idempotency_key,
+            "attempts": r.attempts or 0, "next_attempt_at": iso(r.next_attempt_at), "claimed_by": r.claimed_by,
+            "lease_until": iso(r.lease_until), "last_error": r.last_error, "idempotency_key": r.idempotency_key,
             "reference": (r.result or {}).get("reference") if isinstance(r.result, dict) else None,
-            "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at)}
+            "created_at": iso(r.created_at), "updated_at": iso(r.updated_at)}
 
 
 def list_rows(factory, state: str | None = None, decision_id: str | None = None, limit: int = 50) -> list[dict]:

@@ -24,9 +24,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from adapters.store.db import now, transaction
+from adapters.store.db import aware, now, transaction
 from adapters.store.decisions import audit
-from adapters.store.events import aware
 from adapters.store.models import AuditEntry, Decision, DueEvaluation
 from engine.errors import DecisionError, FactsError
 from engine.replay import plan_of

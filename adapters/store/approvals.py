@@ -30,8 +30,8 @@ import threading
 from sqlalchemy import String, and_, cast, func, or_, select, update
 
 from .db import now as utcnow
-from .db import transaction
-from .decisions import _iso, action_key
+from .db import aware, iso, transaction
+from .decisions import action_key
 from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox, RulesetVersion
 
 log = logging.getLogger("postsale.approvals")
@@ -142,12 +142,7 @@ class RecordedFlows:
 
 
 def effective_state(a: Approval, at) -> str:
-    return "expired" if a.state == "pending" and _aware(a.expires_at) <= at else a.state
-
-
-def _aware(dt):
-    from datetime import timezone
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return "expired" if a.state == "pending" and aware(a.expires_at) <= at else a.state
 
 
 def _num(x):
@@ -221,14 +216,14 @@ class ApprovalStore:
                                                            DecisionEvent.type.like("approval.%"))
                                .order_by(DecisionEvent.id)).all()
         out["decision"] = {"id": d.id, "flow": d.flow, "ruleset_version": d.ruleset_version, "status": d.status,
-                           "created_at": _iso(d.created_at), "account_id": d.account_id,
+                           "created_at": iso(d.created_at), "account_id": d.account_id,
                            "adjustments": d.result.get("adjustments", []), "blocked": d.result.get("blocked", []),
                            "models": d.result.get("models", {}), "explanation": explanation(d.result)}
         out["outbox"] = [{"step": r.step, "type": r.action_type, "params": r.params, "state": r.state,
                           "idempotency_key": r.idempotency_key} for r in rows]
         limits = {o["offer"]: self._limit(d, o, o.get("discount") or 0) for o in a.proposed.get("offers", [])}
         out["discount_limits"] = {k: (None if v is _UNKNOWN else v) for k, v in limits.items()}
-        out["events"] = [{"type": e.type, "at": _iso(e.created_at), "actor": e.actor, "payload": e.payload}
+        out["events"] = [{"type": e.type, "at": iso(e.created_at), "actor": e.actor, "payload": e.payload}
                          for e in events]
         return out
 
@@ -236,8 +231,8 @@ class ApprovalStore:
         return {"id": a.id, "decision_id": a.decision_id, "state": effective_state(a, at),
                 "account_id": d.account_id if d is not None else None, "flow": d.flow if d is not None else None,
                 "queues": a.queues, "reasons": a.reasons, "proposed": a.proposed, "requested_by": a.requested_by,
-                "created_at": _iso(a.created_at), "expires_at": _iso(_aware(a.expires_at)),
-                "decided_by": a.decided_by, "decided_at": _iso(a.decided_at) if a.decided_at else None,
+                "created_at": iso(a.created_at), "expires_at": iso(aware(a.expires_at)),
+                "decided_by": a.decided_by, "decided_at": iso(a.decided_at) if a.decided_at else None,
                 "comment": a.comment, "edits": a.edits}
 
     # ---- verdicts ----
@@ -328,9 +323,9 @@ class ApprovalStore:
             return
         if a.state == "pending":  # overdue: record the expiry now, before answering
             self._expire(a.id, at, "expiry")
-            raise NotPending(f"approval {a.id} expired at {_iso(_aware(a.expires_at))}", "expired")
+            raise NotPending(f"approval {a.id} expired at {iso(aware(a.expires_at))}", "expired")
         by = f" by {a.decided_by}" if a.decided_by else ""
-        when = f" at {_iso(a.decided_at)}" if a.decided_at else ""
+        when = f" at {iso(a.decided_at)}" if a.decided_at else ""
         raise NotPending(f"approval {a.id} is already {state}{by}{when}", state)
 
     def _lost(self, approval_id: str, at) -> None:
@@ -378,7 +373,7 @@ class ApprovalStore:
                 d = s.get(Decision, a.decision_id)
                 rows = self._cancel_held(s, a.decision_id, at)
                 self._record(s, a.decision_id, "approval.expired", actor, at,
-                             {"approval": approval_id, "expires_at": _iso(_aware(a.expires_at)), "queues": a.queues,
+                             {"approval": approval_id, "expires_at": iso(aware(a.expires_at)), "queues": a.queues,
                               "actions": [self._action(r) for r in rows]})
                 escalation = self._escalate(s, a, d, at, actor) if self.escalate_to else None
         except _Lost:
@@ -397,7 +392,7 @@ class ApprovalStore:
             reasons = "; ".join(r.get("reason", "") for r in a.reasons if isinstance(r, dict))
             params = {"queue": queue, "account": d.account_id, "approval": a.id, "decision": a.decision_id,
                       "message": f"Approval {a.id} ({', '.join(a.queues)}) for account {d.account_id} expired "
-                                 f"unanswered at {_iso(_aware(a.expires_at))}: {reasons}"}
+                                 f"unanswered at {iso(aware(a.expires_at))}: {reasons}"}
             s.add(Outbox(decision_id=a.decision_id, step=step, action_type="notify", params=params,
                          idempotency_key=key, state="ready", created_at=at, attempts=0, next_attempt_at=at,
                          updated_at=at))

@@ -97,6 +97,19 @@ def ping(engine: Engine) -> bool:
         return False
 
 
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without their zone; every time stored here is UTC."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """A stored time as RFC 3339 in UTC with a Z (None stays None)."""
+    dt = aware(dt)
+    return None if dt is None else dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -106,4 +119,4 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
-__all__ = ["make_engine", "sessions", "transaction", "migrate", "downgrade", "ping", "now", "new_id", "Session", "os"]
+__all__ = ["make_engine", "sessions", "transaction", "migrate", "downgrade", "aware", "iso", "ping", "now", "new_id", "Session", "os"]

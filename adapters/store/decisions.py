@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from .db import new_id, now, transaction
+from .db import iso, new_id, now, transaction
 from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox
 
 
@@ -104,13 +104,9 @@ def audit(session, actor, kind, subject, detail) -> None:
     session.add(AuditEntry(created_at=now(), actor=actor, kind=kind, subject=subject, detail=detail))
 
 
-def _iso(dt) -> str:
-    return dt.isoformat().replace("+00:00", "Z") if dt.tzinfo else dt.isoformat() + "Z"
-
-
 def summary_json(d: Decision) -> dict:
     r = d.result
-    return {"id": d.id, "created_at": _iso(d.created_at), "flow": d.flow, "ruleset_version": d.ruleset_version,
+    return {"id": d.id, "created_at": iso(d.created_at), "flow": d.flow, "ruleset_version": d.ruleset_version,
             "account_id": d.account_id, "status": d.status,
             "offers": [{"offer": o["offer"], "kind": o["kind"], "discount": o["discount"]} for o in r.get("offers", [])]}
 
@@ -118,12 +114,12 @@ def summary_json(d: Decision) -> dict:
 def signals_json(d: Decision) -> dict | None:
     if d.features is None and d.trigger is None:
         return None
-    return {"trigger": d.trigger, "signal_at": _iso(d.signal_at) if d.signal_at else None,
-            "newest_event_at": _iso(d.newest_event_at) if d.newest_event_at else None, "features": d.features}
+    return {"trigger": d.trigger, "signal_at": iso(d.signal_at) if d.signal_at else None,
+            "newest_event_at": iso(d.newest_event_at) if d.newest_event_at else None, "features": d.features}
 
 
 def record_json(d: Decision, events) -> dict:
     return {**summary_json(d), "facts": d.facts, "context": d.context, "decision": d.result,
             "signals": signals_json(d),
-            "events": [{"type": e.type, "at": _iso(e.created_at), "actor": e.actor, "payload": e.payload}
+            "events": [{"type": e.type, "at": iso(e.created_at), "actor": e.actor, "payload": e.payload}
                        for e in events]}

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.signals.events import Event, iso
 from engine.signals.features import canonical, empty_state, features, fold, rebuild
 
-from .db import now, transaction
+from .db import aware, now, transaction
 from .models import DueEvaluation
 from .models import Event as EventRow
 from .models import FeatureState
@@ -36,13 +36,6 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
-
-
-def aware(dt):
-    from datetime import timezone
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from .db import now, transaction
+from .db import aware, now, transaction
 from .models import IdempotencyKey
 
 REPLAY, MISMATCH, NEW = "replay", "mismatch", "new"
@@ -52,7 +52,7 @@ class IdempotencyStore:
             row = s.get(IdempotencyKey, key)
         if row is None:
             return NEW, None
-        if _aware(row.expires_at) <= now():
+        if aware(row.expires_at) <= now():
             with transaction(self.factory) as tx:
                 tx.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key,
                                                         IdempotencyKey.expires_at <= now()))
@@ -101,7 +101,3 @@ class IdempotencyStore:
         with transaction(self.factory) as s:
             return s.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now())).rowcount or 0
 
-
-def _aware(dt):
-    from datetime import timezone
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

@@ -17,7 +17,8 @@ from datetime import datetime
 from sqlalchemy import (Float, and_, case, cast, distinct, extract, func, literal, or_, select)
 
 from .models import Approval, Decision, DecisionKpis, Outbox
-from .outcomes import iso, outcomes, utc
+from .db import iso
+from .outcomes import outcomes, utc
 
 GROUPS = ("flow", "ruleset_version", "segment", "period")
 PERIODS = ("day", "week", "month")

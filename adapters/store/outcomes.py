@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import new_id, now, transaction
+from .db import iso, new_id, now, transaction
 from .decisions import audit
 from .models import Decision, Outcome
 
@@ -43,11 +43,6 @@ def utc(dt: datetime | None) -> datetime | None:
     if dt is None:
         return None
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
-def iso(dt: datetime | None) -> str | None:
-    dt = utc(dt)
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
 
 
 def body_hash(item: dict) -> str:

@@ -25,7 +25,7 @@ from datetime import timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.store.db import new_id, now, transaction
+from adapters.store.db import iso, new_id, now, transaction
 
 from .base import (Adapter, ToolError, ToolRateLimited, ToolRejected, ToolResult, ToolTimeout, ToolUnavailable)
 from .sandbox_models import SandboxCall, SandboxFault, SandboxRecord
@@ -57,21 +57,15 @@ def _account(params: dict) -> str | None:
     return None if v is None else str(v)
 
 
-def _iso(dt) -> str | None:
-    if dt is None:
-        return None
-    return dt.isoformat().replace("+00:00", "Z") if dt.tzinfo else dt.isoformat() + "Z"
-
-
 def record_json(r: SandboxRecord) -> dict:
     return {"reference": r.reference, "tool": r.tool, "kind": r.kind, "account": r.account_id,
             "status": r.status, "data": r.data, "idempotency_key": r.idempotency_key,
-            "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at)}
+            "created_at": iso(r.created_at), "updated_at": iso(r.updated_at)}
 
 
 def call_json(c: SandboxCall) -> dict:
     return {"tool": c.tool, "action": c.action, "idempotency_key": c.idempotency_key, "reference": c.reference,
-            "status": c.status, "created_at": _iso(c.created_at)}
+            "status": c.status, "created_at": iso(c.created_at)}
 
 
 class SandboxAdapter(Adapter):
