@@ -138,7 +138,7 @@ def decide():
     signals = None
     facts = req["facts"] or {}
     if req["account_id"] is not None:
-        facts, signals = _from_features(rt, flow_name, req["account_id"], facts)
+        facts, signals = _from_features(flow_name, req["account_id"], facts)
     try:
         try:
             cpu = time.thread_time()
@@ -199,31 +199,25 @@ def decide():
     return resp
 
 
-def _from_features(rt, flow: str, account_id: str, given: dict) -> tuple[dict, dict]:
+def _from_features(flow: str, account_id: str, given: dict) -> tuple[dict, dict]:
     """The facts a trigger of the flow would build from the account's features now, with the
     request's facts laid over them; and the snapshot to record with the decision."""
     from datetime import datetime, timezone
 
-    from engine.errors import RulesetError
     from engine.facts import overlay
-    from engine.signals.events import iso
-    try:
-        store = rt.events
-    except RulesetError:
-        raise Problem(503, "Triggers do not load", "the triggers configuration has errors; see "
-                      "`postsale triggers check`", TYPES + "triggers-invalid") from None
-    trigger = next((t for t in (store.triggers.triggers if store.triggers else ()) if t.flow == flow), None)
+
+    from .events import event_store
+    store = event_store()
+    trigger = store.triggers.for_flow(flow) if store.triggers else None
     if trigger is None:
         raise invalid([{"path": "$.account_id", "message": f"no trigger maps features onto flow '{flow}' "
                                                            "(config/triggers.yaml)"}])
     snap = store.snapshot(account_id)
     if snap is None:
         raise invalid([{"path": "$.account_id", "message": f"no events for account '{account_id}'"}])
-    as_of = datetime.now(timezone.utc)
-    values = snap.features(as_of)
-    signals = {"newest_event_at": snap.newest_event_at,
-               "features": {"as_of": iso(as_of), "version": snap.version, "last_seq": snap.last_seq, "values": values}}
-    facts = overlay(trigger.facts_for(values), given)
+    used = snap.used(datetime.now(timezone.utc))
+    signals = {"newest_event_at": snap.newest_event_at, "features": used}
+    facts = overlay(trigger.facts_for(used["values"]), given)
     stated = facts.get("account", {}).get("id") if isinstance(facts.get("account"), dict) else None
     if stated is not None and stated != account_id:
         raise invalid([{"path": "$.facts.account.id", "message": f"is '{stated}', but the decision is for account "

@@ -160,8 +160,9 @@ class Evaluator:
             return "failed", None
         snap = rt.events.snapshot(due.account_id, use_cache=False)
         as_of = now()  # the clock decides what is due; features are as of the decision, which is now
-        values = snap.features(as_of) if snap else {"account_id": due.account_id}
-        facts = trigger.facts_for(values)
+        used = snap.used(as_of) if snap else {"as_of": iso(as_of), "version": 0, "last_seq": 0,
+                                               "values": {"account_id": due.account_id}}
+        facts = trigger.facts_for(used["values"])
         started, cpu = time.perf_counter(), time.thread_time()
         try:
             decision, decided = decider.decide_full(facts)
@@ -182,8 +183,7 @@ class Evaluator:
             self._count(due.flow, "unchanged")
             return "unchanged", None
         signals = {"trigger": trigger.name, "signal_at": due.first_signal_at, "newest_event_at": due.newest_event_at,
-                   "features": {"as_of": iso(as_of), "version": snap.version if snap else 0,
-                                "last_seq": snap.last_seq if snap else 0, "values": values}}
+                   "features": used}
         context = {"source": "trigger", "trigger": trigger.name, "events": due.events}
 
         def complete(s, decision_id, at, result):

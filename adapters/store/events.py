@@ -50,6 +50,11 @@ class Snapshot:
     def features(self, as_of: datetime) -> dict:
         return features(self.state, self.account_id, as_of)
 
+    def used(self, as_of: datetime) -> dict:
+        """What a decision records of the features it read: as of when, from which state."""
+        return {"as_of": iso(as_of), "version": self.version, "last_seq": self.last_seq,
+                "values": self.features(as_of)}
+
     def as_json(self) -> dict:
         return {"account_id": self.account_id, "version": self.version, "last_seq": self.last_seq,
                 "newest_event_at": iso(self.newest_event_at) if self.newest_event_at else None, "state": self.state}

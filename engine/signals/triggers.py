@@ -114,6 +114,10 @@ class TriggerSet:
     def get(self, name: str) -> Trigger | None:
         return self._by_name.get(name)
 
+    def for_flow(self, flow: str) -> Trigger | None:
+        """The flow's trigger (the checker allows one per flow)."""
+        return next((t for t in self.triggers if t.flow == flow), None)
+
     @property
     def event_types(self) -> frozenset[str]:
         return frozenset(self._by_event)
