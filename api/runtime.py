@@ -201,16 +201,8 @@ class Runtime:
             return None
         from adapters.signals.evaluate import Evaluator
         self.events  # noqa: B018 - fails here, loudly, when the triggers do not load
-        evaluator = Evaluator(self)
-        stop = self._stop
-
-        def loop():
-            while not stop.wait(poll):
-                try:
-                    evaluator.run_due(limit=50)
-                except Exception:  # noqa: BLE001 - logged; tried again on the next tick
-                    log.exception("evaluating due flows failed; again in %ss", poll)
-        self._evaluating = threading.Thread(target=loop, name="evaluations", daemon=True)
+        self._evaluating = threading.Thread(target=Evaluator(self).run_forever, args=(self._stop, poll),
+                                            name="evaluations", daemon=True)
         self._evaluating.start()
         return self._evaluating
 

@@ -191,17 +191,9 @@ def _evaluations(stop: threading.Event, poll: float):
         _fail(exc)
         return None
     evaluator = Evaluator(rt)
-    log = logging.getLogger("postsale.evaluate")
 
     def loop():
-        while not stop.is_set():
-            try:
-                busy = evaluator.run_due(limit=50).processed
-            except Exception:  # noqa: BLE001
-                log.exception("evaluating due flows failed; again in %ss", poll)
-                busy = 0
-            if not busy:
-                stop.wait(poll)
+        evaluator.run_forever(stop, poll)
         rt.close()
     t = threading.Thread(target=loop, name="evaluations", daemon=True)
     t.start()

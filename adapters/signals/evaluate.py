@@ -125,6 +125,18 @@ class Evaluator:
                 summary.decisions.append(decision_id)
         return summary
 
+    def run_forever(self, stop, poll: float = 1.0, limit: int = 50) -> None:
+        """Evaluate what comes due until `stop` (a threading.Event) is set, resting `poll`
+        seconds when nothing is; an error is logged and tried again on the next pass."""
+        while not stop.is_set():
+            try:
+                busy = self.run_due(limit=limit).processed
+            except Exception:  # noqa: BLE001
+                log.exception("evaluating due flows failed; again in %ss", poll)
+                busy = 0
+            if not busy:
+                stop.wait(poll)
+
     def evaluate(self, due: Due) -> tuple[str, str | None]:
         try:
             return self._evaluate(due)
