@@ -243,10 +243,7 @@ class EventStore:
         """The account's state rebuilt from the event store alone (only events that occurred by
         `until`, when given: the state as it was then, late arrivals included)."""
         with self.factory() as s:
-            q = select(EventRow).where(EventRow.account_id == account)
-            if until is not None:
-                q = q.where(EventRow.occurred_at <= until)
-            return rebuild(row_event(r) for r in s.scalars(q.order_by(EventRow.seq)))
+            return _replayed(account, _history(s, account, until)).state
 
     def snapshot_at(self, account: str, at: datetime) -> Snapshot | None:
         """The account's state as of `at`: the stored one when nothing newer happened since,
@@ -256,35 +253,28 @@ class EventStore:
         if snap is None or snap.newest_event_at is None or snap.newest_event_at <= at:
             return snap
         with self.factory() as s:
-            rows = s.scalars(select(EventRow).where(EventRow.account_id == account, EventRow.occurred_at <= at)
-                             .order_by(EventRow.seq)).all()
-        if not rows:
-            return None
-        return Snapshot(account, rebuild(row_event(r) for r in rows), len(rows), max(r.seq for r in rows),
-                        max(aware(r.occurred_at) for r in rows))
+            rows = _history(s, account, at)
+        return _replayed(account, rows) if rows else None
 
     def rebuild(self, account: str) -> dict:
         """Replay the account's events and replace its stored state with the result; reports
         whether the stored state already matched."""
         with transaction(self.factory) as s:
             row = self._lock_states(s, [account])[account]
-            rows = s.scalars(select(EventRow).where(EventRow.account_id == account).order_by(EventRow.seq)).all()
-            state = rebuild(row_event(r) for r in rows)
-            identical = canonical(row.state) == state and row.version == len(rows)
+            fresh = _replayed(account, _history(s, account))
+            identical = canonical(row.state) == fresh.state and row.version == fresh.version
             if not identical:
-                row.state = state
-                row.version = len(rows)
-                row.last_seq = max((r.seq for r in rows), default=0)
-                row.newest_event_at = max((aware(r.occurred_at) for r in rows), default=None)
+                row.state, row.version, row.last_seq = fresh.state, fresh.version, fresh.last_seq
+                row.newest_event_at = fresh.newest_event_at
                 row.updated_at = self.clock()
-            snap = Snapshot(account, state, row.version, row.last_seq, aware(row.newest_event_at))
+            snap = Snapshot(account, fresh.state, row.version, row.last_seq, aware(row.newest_event_at))
         if self.redis is not None:  # always: the cache may be ahead of a restored database
             try:
                 self.redis.delete(self.cache_key(account))
             except Exception:  # noqa: BLE001
                 log.warning("could not drop the cached features of %s", account)
         self._cache(snap)
-        return {"account_id": account, "events": len(rows), "identical": identical, "version": snap.version}
+        return {"account_id": account, "events": fresh.version, "identical": identical, "version": snap.version}
 
     def accounts(self) -> list[str]:
         with self.factory() as s:
@@ -299,6 +289,20 @@ def namespace(factory) -> str:
     from .models import Instance
     with factory() as s:
         return s.scalar(select(Instance.id).limit(1))[:12]
+
+
+def _history(s, account: str, until: datetime | None = None) -> list:
+    """The account's stored events in the order they were stored (those that occurred by `until`)."""
+    q = select(EventRow).where(EventRow.account_id == account)
+    if until is not None:
+        q = q.where(EventRow.occurred_at <= until)
+    return s.scalars(q.order_by(EventRow.seq)).all()
+
+
+def _replayed(account: str, rows) -> Snapshot:
+    """The state those events fold into, with its version, last seq and newest event time."""
+    return Snapshot(account, rebuild(row_event(r) for r in rows), len(rows), max((r.seq for r in rows), default=0),
+                    max((aware(r.occurred_at) for r in rows), default=None))
 
 
 def row_event(r: EventRow) -> Event:
