@@ -1,19 +1,11 @@
 """The scorers' errors, under the engine's one root error."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..errors import FactProblem, PostsaleError
 
-from ..errors import PostsaleError
-
-
-@dataclass(frozen=True)
-class ArtifactProblem:
-    """One thing wrong with an artifact: `path` is a JSON path such as `$.parameters.trees[3].left`."""
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+# One thing wrong with an artifact: `path` is a JSON path such as `$.parameters.trees[3].left`;
+# the same "path: message" problem the facts and events report.
+ArtifactProblem = FactProblem
 
 
 class ScorerError(PostsaleError):
