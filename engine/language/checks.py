@@ -9,7 +9,7 @@ from ..conditions import leaves, paths_read
 from ..errors import Collector
 from ..expressions import refs
 from ..facts import PathType
-from ..ir import All, Block, FactRef, Recommend, RequestAction, SetFact, Test
+from ..ir import All, FactRef, Recommend, RequestAction, SetFact, Test
 from ..tables import trigger
 from .satisfiable import conjunction_satisfiable, satisfiable
 
