@@ -20,15 +20,11 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     app.json.sort_keys = False
     errors.init_app(app)
 
+    from .auth import KeyRing
+    app.extensions["postsale.keys"] = KeyRing.from_settings(settings)
     if runtime is None:
-        from .auth import KeyRing
-        from .runtime import Runtime
-        redis = None
-        if settings.redis_url:
-            import redis as redis_lib
-            redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2)
-        runtime = Runtime(settings, KeyRing.from_settings(settings), redis)
-        runtime.start()
+        from service.bootstrap import bootstrap
+        runtime = bootstrap(settings, watch=True)
     app.extensions["postsale"] = runtime
 
     from . import approvals, decisions, events, kpis, ops, outcomes, rulesets

@@ -68,7 +68,7 @@ def require(scope: str):
             header = request.headers.get("Authorization", "")
             if not header.startswith("Bearer ") or not header[7:].strip():
                 raise Problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'")
-            who = current_app.extensions["postsale"].keys.identify(header[7:].strip())
+            who = current_app.extensions["postsale.keys"].identify(header[7:].strip())
             if who is None:
                 raise Problem(401, "Unauthorized", "unknown API key")
             key_id, scopes = who

@@ -6,6 +6,8 @@ import logging
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
+from service.errors import DecisionFailed, IdempotencyMismatch, InvalidRequest, ServiceError, Unavailable
+
 log = logging.getLogger("postsale.api")
 
 TYPES = "https://postsale.dev/problems/"
@@ -25,7 +27,7 @@ class Problem(Exception):
 
 
 def problem_response(p: Problem) -> Response:
-    from . import metrics
+    from adapters import metrics
     metrics.ERRORS.labels(_kind(p)).inc()
     resp = Response(json.dumps(p.body()), status=p.status, mimetype="application/problem+json")
     if p.status == 401:
@@ -45,8 +47,22 @@ def invalid(errors: list[dict], detail: str = "the request has problems; every o
     return Problem(400, "Invalid request", detail, TYPES + "invalid-request", errors=errors)
 
 
+def from_service(exc: ServiceError) -> Problem:
+    """The use cases' refusals (service/errors.py) as HTTP problems."""
+    if isinstance(exc, InvalidRequest):
+        return invalid(exc.problems, *([exc.detail] if exc.detail else []))
+    if isinstance(exc, IdempotencyMismatch):
+        return Problem(422, "Idempotency key reused", str(exc), TYPES + "idempotency-mismatch")
+    if isinstance(exc, DecisionFailed):
+        return Problem(422, "The rules could not decide", str(exc), TYPES + "decision-failed", code=exc.code)
+    if isinstance(exc, Unavailable):
+        return Problem(503, exc.title, str(exc), TYPES + exc.kind)
+    return Problem(500, "Internal error", "the error was logged with this request's id")
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(ServiceError, lambda exc: problem_response(from_service(exc)))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

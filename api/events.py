@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request
 
-from engine.errors import RulesetError
+from service import decide
 from engine.signals.events import EventError, iso, parse_time
 
-from . import metrics
+from adapters import metrics
 from .auth import require
 from .body import read_json
 from .errors import TYPES, Problem, invalid
@@ -24,12 +24,7 @@ def _runtime():
 
 def event_store():
     """The runtime's event store; a triggers file that does not load is a 503 that says what to run."""
-    try:
-        return _runtime().events
-    except RulesetError as exc:
-        log.error("the triggers do not load: %s", exc)
-        raise Problem(503, "Triggers do not load", "the triggers configuration has errors; see "
-                      "`postsale triggers check`", TYPES + "triggers-invalid") from None
+    return decide.event_store(_runtime())
 
 
 @bp.post("/v1/events")

@@ -1,6 +1,6 @@
 """GET /v1/kpis: the product's KPIs from the database, filtered and grouped (docs/kpis.md).
 
-Registering the blueprint also points the Prometheus KPI collector (api/metrics.py) at this
+Registering the blueprint also points the Prometheus KPI collector (adapters/metrics.py) at this
 app's database, so /metrics carries the KPI gauges of the last 30 days.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from adapters.store.kpis import KpiQuery, compute
 
-from . import metrics
+from adapters import metrics
 from .auth import require
 from .errors import invalid
 from .schemas import KpiQuery as KpiQuerySchema, error_paths

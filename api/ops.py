@@ -5,7 +5,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from adapters.store.db import ping
 
-from . import metrics
+from adapters import metrics
 
 bp = Blueprint("ops", __name__)
 

@@ -38,7 +38,7 @@ def list_models():
       responses:
         200: {description: models}
     """
-    from . import metrics
+    from adapters import metrics
     rt = current_app.extensions["postsale"]
     if rt.scoring is None:
         return jsonify({"models": [], "scoring": "off: scores come with the facts"})

@@ -34,6 +34,15 @@ class Offer(Schema):
     rank = fields.Integer()
     reason = fields.String()
     rule = fields.String()
+    params = fields.Dict(metadata={"description": "the offer's parameters (e.g. seats)"})
+
+
+class Citation(Schema):
+    offer = fields.String()
+    title = fields.String()
+    source = fields.String(metadata={"description": "the knowledge document's path"})
+    snippet = fields.String()
+    score = fields.Float()
 
 
 class PlannedAction(Schema):
@@ -83,16 +92,12 @@ class DecisionResponse(Schema):
     blocked = fields.List(fields.Dict())
     models = fields.Dict()
     explanation = fields.Nested(Explanation)
+    citations = fields.List(fields.Nested(Citation), metadata={"description": "knowledge snippets about the offers"})
 
 
-class DecisionRecord(Schema):
-    id = fields.String()
-    created_at = fields.String()
-    flow = fields.String()
-    ruleset_version = fields.String()
+class DecisionRecord(DecisionResponse):
+    """GET /v1/decisions/<id>: what POST answered, with what was recorded around it."""
     account_id = fields.String(allow_none=True)
-    status = fields.String()
-    offers = fields.List(fields.Dict())
     facts = fields.Dict()
     context = fields.Dict()
     decision = fields.Dict(metadata={"description": "the full decision with its trace"})

@@ -96,13 +96,11 @@ def ingest(url: str, raw: list[dict], batch: int) -> dict:
 
 
 def evaluations(url: str, n_accounts: int) -> dict:
-    from api.auth import KeyRing
-    from api.runtime import Runtime
-    from adapters.signals.evaluate import Evaluator
     from config.settings import from_env
+    from service.bootstrap import bootstrap
+    from service.evaluate import Evaluator
     settings = replace(from_env({}), database_url=url, inline_dispatch_ms=0)
-    rt = Runtime(settings, KeyRing([]))
-    rt.start()
+    rt = bootstrap(settings, redis=None)
     ev = Evaluator(rt, clock=lambda: datetime.now(timezone.utc) + timedelta(seconds=31))
     t = time.perf_counter()
     summary = ev.run_due(limit=n_accounts)

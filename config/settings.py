@@ -24,6 +24,21 @@ def _int(env, name, default) -> int:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
 
 
+def _float(env, name, default) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def _path(env, name) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
 def _flag(env, name) -> bool | None:
     raw = env.get(name)
     if raw in (None, ""):
@@ -59,6 +74,10 @@ class Settings:
     # events schedule (1/0). Unset: on with SQLite (nothing else runs them), off on PostgreSQL,
     # where `postsale worker` does.
     evaluate_in_server: bool | None = None
+    knowledge_dir: Path = ROOT / "config" / "knowledge"
+    tools_file: Path | None = None  # None: config/tools.yaml
+    contact_policy_file: Path | None = None  # None: config/contact_policy.yaml
+    redis_timeout_seconds: float = 0.5
 
     @property
     def embedded(self) -> bool:
@@ -106,4 +125,8 @@ def from_env(env=None) -> Settings:
         inline_dispatch_ms=_int(env, "POSTSALE_INLINE_DISPATCH_MS", None),
         triggers_file=Path(env.get("POSTSALE_TRIGGERS") or ROOT / "config" / "triggers.yaml"),
         evaluate_in_server=_flag(env, "POSTSALE_EVALUATE_IN_SERVER"),
+        knowledge_dir=Path(env.get("POSTSALE_KNOWLEDGE_DIR") or ROOT / "config" / "knowledge"),
+        tools_file=_path(env, "POSTSALE_TOOLS_FILE"),
+        contact_policy_file=_path(env, "POSTSALE_CONTACT_POLICY_FILE"),
+        redis_timeout_seconds=_float(env, "POSTSALE_REDIS_TIMEOUT", 0.5),
     )

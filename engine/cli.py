@@ -118,11 +118,8 @@ def _safe_url(url: str) -> str:
 
 def activate_rules() -> int:
     """Record the rules on disk as the live version (a deploy); refuse to serve broken rules."""
-    from api.auth import KeyRing
-    from api.runtime import Runtime
-    from config.settings import from_env
-    settings = from_env()
-    rt = Runtime(settings, KeyRing([]))
+    from service.bootstrap import bootstrap
+    rt = bootstrap(start=False)
     try:
         rt.record_models(actor="serve")
         for change in rt.reload(actor="serve"):

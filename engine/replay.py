@@ -9,19 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .decision import Decision
+
 
 
 def plan_of(result: dict) -> dict:
-    actions: dict[str, list] = {}
-    for a in result.get("actions", []):
-        actions.setdefault(a["type"], []).append(a.get("params") or {})
-    approval = result.get("approval") or {}
-    return {"status": result.get("status"),
-            "offers": {o["offer"]: o.get("discount") for o in result.get("offers", [])},
-            "actions": actions,
-            "escalations": sorted(e.get("queue", "") for e in result.get("escalations", [])),
-            "approval": bool(approval.get("required")),
-            "queues": sorted(approval.get("queues") or [])}
+    """What a recorded or fresh result makes happen (engine/decision.Decision.plan)."""
+    return Decision.from_result(result).plan()
 
 
 def _action_changes(before: dict, after: dict) -> list[str]:

@@ -493,7 +493,7 @@ class Demo:
 
     def fast_forward(self):
         """Evaluate what is due as if the debounce had passed: the clock moves debounce + 1 s ahead."""
-        from adapters.signals.evaluate import Evaluator
+        from service.evaluate import Evaluator
         ahead = timedelta(seconds=self.debounce + 1)
         evaluator = Evaluator(self.rt, worker_id="demo-evaluator", clock=lambda: datetime.now(timezone.utc) + ahead)
         summary = evaluator.run_due(limit=100)

@@ -179,10 +179,10 @@ def _work(d, args, stop: threading.Event, out) -> int:
 
 
 def _evaluations(stop: threading.Event, poll: float):
-    """The debounced evaluations (adapters/signals/evaluate.py) in a thread of the worker; None
+    """The debounced evaluations (service/evaluate.py) in a thread of the worker; None
     when the rules or triggers do not load (printed)."""
     from adapters.signals.cli import _fail, _runtime
-    from adapters.signals.evaluate import Evaluator
+    from service.evaluate import Evaluator
     try:
         rt = _runtime()
         rt.start()

@@ -1,90 +1,49 @@
 """Inline dispatch: run a just-recorded decision's ready steps before the response, within a
 time budget (POSTSALE_INLINE_DISPATCH_MS), and leave whatever is left to `postsale worker`.
 
-The HTTP process keeps one Dispatcher per Runtime (its own circuit breakers; the rate limits
-and contact counters are shared through Redis when the runtime has it). Building it reads
-the tool catalog and the contact policy; if either does not load, inline dispatch logs the
-problem and steps aside (the rows wait for the workers, which refuse to start on it).
+The runtime owns one Dispatcher (its own circuit breakers; the rate limits and contact
+counters are shared through Redis when there is one), built by `build_dispatcher` on first use.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import weakref
 
 log = logging.getLogger("postsale.dispatch")
 
-_by_runtime: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_by_id: dict = {}
-_failed: dict = {}
-_lock = threading.Lock()
-RETRY_BUILD_SECONDS = 60.0
 
-
-def _build(runtime):
+def build_dispatcher(factory, redis=None, settings=None):
+    """The Dispatcher over the tool catalog and the contact policy; raises when either does not load."""
     from adapters.tools.registry import build_registry
 
     from .contact import load_contact_policy
     from .dispatcher import Dispatcher
-    registry = build_registry(session_factory=runtime.factory)
+    registry = build_registry(getattr(settings, "tools_file", None), session_factory=factory)
     try:
-        policy = load_contact_policy()
+        policy = load_contact_policy(getattr(settings, "contact_policy_file", None))
     except Exception:
         registry.close()
         raise
-    return Dispatcher(runtime.factory, registry, redis=getattr(runtime, "redis", None), contact_policy=policy,
-                      actor="dispatcher:inline")
+    return Dispatcher(factory, registry, redis=redis, contact_policy=policy, actor="dispatcher:inline")
 
 
-def dispatcher_for(runtime):
-    """The runtime's Dispatcher, built on first use (None when the catalog or policy does not load)."""
-    given = getattr(runtime, "dispatcher", None)
-    if given is not None:
-        return given
-    with _lock:
-        try:
-            d = _by_runtime.get(runtime)
-        except TypeError:  # not weak-referenceable
-            d = _by_id.get(id(runtime))
-        if d is not None:
-            return d
-        failed_at = _failed.get(id(runtime))
-        if failed_at is not None and time.monotonic() - failed_at < RETRY_BUILD_SECONDS:
-            return None
-        try:
-            d = _build(runtime)
-        except Exception as exc:  # noqa: BLE001 - the decision is recorded; workers will act
-            _failed[id(runtime)] = time.monotonic()
-            log.error("inline dispatch unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return None
-        _failed.pop(id(runtime), None)
-        try:
-            _by_runtime[runtime] = d
-            weakref.finalize(runtime, d.close)
-        except TypeError:
-            _by_id[id(runtime)] = d
-        return d
-
-
-def dispatch_decision(runtime, decision_id: str, budget_seconds: float) -> list[dict]:
+def dispatch_decision(dispatcher, decision_id: str, budget_seconds: float) -> list[dict]:
     """Run `decision_id`'s ready steps within `budget_seconds`; the state of each of its rows
-    ([{id, step, type, state, attempts, idempotency_key}]), or [] when dispatch is unavailable."""
-    d = dispatcher_for(runtime)
-    if d is None:
+    ([{id, step, type, state, attempts, idempotency_key}]), or [] without a dispatcher."""
+    if dispatcher is None:
         return []
-    return d.run_decision(decision_id, budget_seconds)
+    return dispatcher.run_decision(decision_id, budget_seconds)
 
 
-def dispatch_inline(runtime, decision_id: str, budget_seconds: float, body: dict, idempotency_key=None) -> None:
-    """For POST /v1/decisions: dispatch, then write each action's state into the response body
-    (`actions[i].status`: done, retry, dead, suppressed, ... or still ready) and into the stored
-    idempotent response, so a replay answers the same. Never raises: the decision is recorded."""
+def dispatch_inline(dispatcher, factory, decision_id: str, budget_seconds: float, body: dict,
+                    idempotency_key=None) -> None:
+    """Dispatch, then write each action's state into `body` (`actions[i].status`: done, retry,
+    dead, suppressed, ... or still ready) and into the stored idempotent response, so a replay
+    answers the same. Never raises: the decision is recorded."""
     actions = body.get("actions") or []
     if not any(a.get("status") == "ready" for a in actions):
         return
     try:
-        states = dispatch_decision(runtime, decision_id, budget_seconds)
+        states = dispatch_decision(dispatcher, decision_id, budget_seconds)
     except Exception:  # noqa: BLE001
         log.exception("inline dispatch of decision %s failed; the workers will run it", decision_id)
         return
@@ -97,7 +56,7 @@ def dispatch_inline(runtime, decision_id: str, budget_seconds: float, body: dict
             changed = True
     if changed and idempotency_key is not None:
         try:
-            _restore(runtime.factory, idempotency_key, body)
+            _restore(factory, idempotency_key, body)
         except Exception:  # noqa: BLE001 - a replay then shows the states at record time
             log.warning("could not update the stored response of decision %s", decision_id)
 
@@ -111,4 +70,4 @@ def _restore(factory, key: str, body: dict) -> None:
             row.response_body = dict(body)
 
 
-__all__ = ["dispatch_decision", "dispatch_inline", "dispatcher_for"]
+__all__ = ["build_dispatcher", "dispatch_decision", "dispatch_inline"]

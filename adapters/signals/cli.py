@@ -1,5 +1,5 @@
 """`postsale features | evaluate`: arguments only; the work is in adapters/store/events.py and
-adapters/signals/evaluate.py.
+service/evaluate.py.
 
     postsale features show ACCOUNT [--as-of T] [--json]   an account's features from its events
     postsale features rebuild [ACCOUNT ...] [--all]        replay events into the feature state
@@ -43,15 +43,8 @@ def add_subcommands(subparsers) -> None:
 
 
 def _runtime():
-    from api.auth import KeyRing
-    from api.runtime import Runtime
-    from config.settings import from_env
-    settings = from_env()
-    redis = None
-    if settings.redis_url:
-        import redis as redis_lib
-        redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2)
-    return Runtime(settings, KeyRing([]), redis)
+    from service.bootstrap import bootstrap
+    return bootstrap(start=False)
 
 
 def _fail(exc: Exception) -> int:
@@ -110,7 +103,7 @@ def cmd_rebuild(args, out=None) -> int:
 
 
 def cmd_evaluate(args, out=None) -> int:
-    from .evaluate import Evaluator
+    from service.evaluate import Evaluator
     out = out or sys.stdout
     if not 0 <= args.ahead <= 366 * 86400 or args.poll <= 0:
         print("postsale: --ahead takes 0 to 31,622,400 seconds (a year) and --poll more than 0", file=sys.stderr)

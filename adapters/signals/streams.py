@@ -139,7 +139,7 @@ class _Item:
 
 def _count(type_: str, result: str, n: int = 1) -> None:
     try:
-        from api.metrics import EVENTS
+        from adapters.metrics import EVENTS
         EVENTS.labels(type_, result).inc(n)
     except Exception:  # noqa: BLE001 - counting never stops ingestion
         pass

@@ -144,8 +144,8 @@ def build_store(environ=None, redis=None):
 
 def _triggers(settings):
     try:
-        from api.runtime import load_triggers
-        return load_triggers(settings)
+        from engine.signals.triggers import load_triggers
+        return load_triggers(settings.triggers_file, settings.rules_dir)
     except ModuleNotFoundError as exc:
         if exc.name != "engine.signals.triggers":
             raise

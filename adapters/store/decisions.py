@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from engine.decision import Decision as DecisionView
+
 from .db import iso, new_id, now, transaction
 from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox
 
@@ -119,7 +121,9 @@ def signals_json(d: Decision) -> dict | None:
 
 
 def record_json(d: Decision, events) -> dict:
-    return {**summary_json(d), "facts": d.facts, "context": d.context, "decision": d.result,
+    """The decision as POST answered it (engine/decision.py), with what was recorded around it."""
+    view = DecisionView.from_result(d.result, id=d.id, created_at=iso(d.created_at)).to_json()
+    return {**view, "account_id": d.account_id, "facts": d.facts, "context": d.context, "decision": d.result,
             "signals": signals_json(d),
             "events": [{"type": e.type, "at": iso(e.created_at), "actor": e.actor, "payload": e.payload}
                        for e in events]}

@@ -139,18 +139,24 @@ def _words(code: str) -> str:
     return code.replace("_", " ")
 
 
-def cite_for_decision(factory, decision: dict, per_offer: int = 2) -> list[dict]:
-    """Cited snippets for the selected offers: searched with each offer's code and reason,
-    restricted to the documents about that offer; one citation per source."""
+def cite_offer(factory, offer: dict, per_offer: int = 2) -> list[dict]:
+    """Cited snippets for one offer: searched with its code, kind and reason, restricted to the
+    documents about that offer."""
+    code = offer["offer"]
+    query = f"{_words(code)} {offer.get('kind') or ''} {offer.get('reason') or ''}"
+    return [{**hit, "offer": code} for hit in search(factory, query, limit=per_offer, offers=[code])]
+
+
+def cite_for_decision(factory, decision: dict, per_offer: int = 2, cite=None) -> list[dict]:
+    """Cited snippets for the selected offers, one citation per source; `cite(offer)` replaces
+    the search (a cache in front of cite_offer)."""
+    cite = cite or (lambda offer: cite_offer(factory, offer, per_offer))
     cited, seen = [], set()
     for offer in decision.get("offers") or []:
-        code = offer.get("offer")
-        if not code:
+        if not offer.get("offer"):
             continue
-        query = f"{_words(code)} {offer.get('kind') or ''} {offer.get('reason') or ''}"
-        for hit in search(factory, query, limit=per_offer, offers=[code]):
-            if hit["source"] in seen:
-                continue
-            seen.add(hit["source"])
-            cited.append({**hit, "offer": code})
+        for hit in cite(offer):
+            if hit["source"] not in seen:
+                seen.add(hit["source"])
+                cited.append(hit)
     return cited

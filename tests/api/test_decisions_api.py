@@ -148,7 +148,10 @@ def test_second_worker_converges_on_reloaded_version(settings, rules_dir, exampl
         p.write_text(p.read_text().replace("gte: 0.7", "gte: 0.71"))
         r = a.test_client().post("/v1/rulesets/reload", headers=auth("k-admin"))
         new = r.json["flows"][0]["version"]
-        b.extensions["postsale"]._checked = 0  # the next request polls
+        import time
+        deadline = time.monotonic() + 10
+        while b.extensions["postsale"].deciders["renewal"].flow.version != new and time.monotonic() < deadline:
+            time.sleep(0.05)  # b's watcher polls every reload_poll_seconds
         d = b.test_client().post("/v1/decisions", json={"facts": example_facts}, headers=auth())
         assert d.json["ruleset_version"] == new
     finally:

@@ -6,7 +6,6 @@ import json
 from argparse import Namespace
 from dataclasses import replace
 from io import StringIO
-from types import SimpleNamespace
 
 import pytest
 
@@ -24,7 +23,7 @@ def test_dispatch_decision_runs_only_that_decision(sqlite_factory):
     mine = record(sqlite_factory, [("create_quote", {"account": "a-1", "offer": "renewal_36m"}),
                                    ("schedule_outreach", {"account": "a-1", "channel": "email"})])
     other = record(sqlite_factory, [("create_quote", {"account": "a-2", "offer": "renewal_36m"})])
-    states = dispatch_decision(SimpleNamespace(dispatcher=d), mine, 2.0)
+    states = dispatch_decision(d, mine, 2.0)
     assert [(s["step"], s["type"], s["state"], s["attempts"]) for s in states] == [
         (1, "create_quote", "done", 1), (2, "schedule_outreach", "done", 1)]
     assert [r.state for r in rows(sqlite_factory, other)] == ["ready"]
@@ -35,7 +34,7 @@ def test_the_budget_leaves_the_rest_to_the_workers(sqlite_factory, server):
     dec = record(sqlite_factory, [("create_quote", {"account": "a-1", "offer": "renewal_36m"}),
                                   ("schedule_outreach", {"account": "a-1", "channel": "email"})])
     server.app.script = [("slow", 0.3)]
-    states = dispatch_decision(SimpleNamespace(dispatcher=d), dec, 0.1)
+    states = dispatch_decision(d, dec, 0.1)
     assert [s["state"] for s in states] == ["done", "ready"]  # a call once started finishes
     assert d.run_once().outcomes == {"done": 1}
 
@@ -46,16 +45,20 @@ def test_a_failing_step_inline_is_left_for_retry(sqlite_factory):
     dec = record(sqlite_factory, [("create_quote", {"account": "a-1", "offer": "renewal_36m"}),
                                   ("schedule_outreach", {"account": "a-1", "channel": "email"})])
     add_fault(sqlite_factory, "crm", "unavailable", times=1)
-    states = dispatch_decision(SimpleNamespace(dispatcher=d), dec, 1.0)
+    states = dispatch_decision(d, dec, 1.0)
     assert [s["state"] for s in states] == ["retry", "ready"]
 
 
 def test_the_runtime_builds_its_dispatcher_from_the_shipped_catalog(sqlite_factory, monkeypatch):
     monkeypatch.delenv("POSTSALE_TOOLS_FILE", raising=False)
     monkeypatch.delenv("POSTSALE_CONTACT_POLICY_FILE", raising=False)
-    runtime = SimpleNamespace(factory=sqlite_factory, redis=None)
+    from adapters.dispatch.inline import build_dispatcher
+    dispatcher = build_dispatcher(sqlite_factory)
     dec = record(sqlite_factory, [("create_quote", {"account": "inline-1", "offer": "renewal_36m"})])
-    assert [s["state"] for s in dispatch_decision(runtime, dec, 2.0)] == ["done"]
+    try:
+        assert [s["state"] for s in dispatch_decision(dispatcher, dec, 2.0)] == ["done"]
+    finally:
+        dispatcher.close()
     assert list_records(sqlite_factory, kind="quote")[0]["data"]["discount"] == 20
 
 

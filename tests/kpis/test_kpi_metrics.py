@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api import metrics
+from adapters import metrics
 
 from .conftest import auth, decide
 

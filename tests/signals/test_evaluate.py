@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
-from adapters.signals.evaluate import Evaluator
+from service.evaluate import Evaluator
 from adapters.store.models import AuditEntry, Decision, DueEvaluation
 
 from .conftest import at, auth, renewal_story

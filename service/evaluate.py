@@ -18,18 +18,20 @@ import logging
 import os
 import secrets
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
+from adapters import metrics
 from adapters.store.db import aware, now, transaction
 from adapters.store.decisions import audit
 from adapters.store.models import AuditEntry, Decision, DueEvaluation
-from engine.errors import DecisionError, FactsError
 from engine.replay import plan_of
 from engine.signals.events import iso
+
+from .decide import DecideCommand, decide
+from .errors import DecisionFailed, InvalidRequest
 
 log = logging.getLogger("postsale.evaluate")
 OUTCOMES = ("decided", "unchanged", "incomplete", "failed", "lost")
@@ -161,11 +163,9 @@ class Evaluator:
             return "failed", None
 
     def _evaluate(self, due: Due) -> tuple[str, str | None]:
-        from api import metrics
         rt = self.rt
         trigger = rt.events.triggers.get(due.trigger) if rt.events.triggers else None
-        decider = rt.decider(due.flow)
-        if trigger is None or decider is None:
+        if trigger is None or rt.decider(due.flow) is None:
             why = f"trigger {due.trigger} is no longer configured" if trigger is None else f"flow {due.flow} is not loaded"
             self._finish(due, "evaluation.dropped", {"reason": why})
             self._count(due.flow, "failed")
@@ -174,47 +174,34 @@ class Evaluator:
         as_of = now()  # the clock decides what is due; features are as of the decision, which is now
         used = snap.used(as_of) if snap else {"as_of": iso(as_of), "version": 0, "last_seq": 0,
                                                "values": {"account_id": due.account_id}}
-        facts = trigger.facts_for(used["values"])
-        started, cpu = time.perf_counter(), time.thread_time()
-        try:
-            decision, decided = decider.decide_full(facts)
-        except FactsError as exc:
-            self._finish(due, "evaluation.incomplete",
-                         {"trigger": trigger.name, "problems": [{"path": p.path, "message": p.message} for p in exc.problems]})
-            self._count(due.flow, "incomplete")
-            return "incomplete", None
-        except DecisionError as exc:
-            self._finish(due, "evaluation.failed", {"trigger": trigger.name, "code": exc.code, "message": str(exc)})
-            self._count(due.flow, "failed")
-            return "failed", None
-        cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
         last = rt.decisions.last(due.account_id, due.flow)
-        if last is not None and fingerprint(last) == fingerprint(decision):
-            self._finish(due, None, None)
-            self._count(due.flow, "unchanged")
-            return "unchanged", None
-        signals = {"trigger": trigger.name, "signal_at": due.first_signal_at, "newest_event_at": due.newest_event_at,
-                   "features": used}
-        context = {"source": "trigger", "trigger": trigger.name, "events": due.events}
 
         def complete(s, decision_id, at, result):
             if self._settle(s, due, trigger) == "lost":
                 raise LostClaim()  # rolls the decision back: the worker that holds the row decides
-        decision_id, at, result = rt.decisions.record(
-            flow=due.flow, version=decision["ruleset_version"], facts=decided, context=context, result=decision,
-            request_hash=hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest(), api_key_id=None,
-            complete=complete, signals=signals, cost=cost)
-        metrics.DECISIONS.labels(due.flow, decision["status"], decision["ruleset_version"]).inc()
-        metrics.CPU.labels(due.flow).observe(cost["cpu_ms"] / 1000)
-        metrics.FRESHNESS.labels(due.flow).observe(max(0.0, (at - due.newest_event_at).total_seconds()))
+        try:
+            done = decide(rt, DecideCommand(
+                facts=trigger.facts_for(used["values"]), flow=due.flow,
+                context={"source": "trigger", "trigger": trigger.name, "events": due.events},
+                signals={"trigger": trigger.name, "signal_at": due.first_signal_at,
+                         "newest_event_at": due.newest_event_at, "features": used}),
+                complete=complete, unless=lambda result: last is not None and fingerprint(last) == fingerprint(result))
+        except InvalidRequest as exc:
+            self._finish(due, "evaluation.incomplete",
+                         {"trigger": trigger.name, "problems": [{"path": p.path, "message": p.message} for p in exc.raw]})
+            self._count(due.flow, "incomplete")
+            return "incomplete", None
+        except DecisionFailed as exc:
+            self._finish(due, "evaluation.failed", {"trigger": trigger.name, "code": exc.code, "message": str(exc)})
+            self._count(due.flow, "failed")
+            return "failed", None
+        if done.skipped:
+            self._finish(due, None, None)
+            self._count(due.flow, "unchanged")
+            return "unchanged", None
+        metrics.FRESHNESS.labels(due.flow).observe(max(0.0, (done.at - due.newest_event_at).total_seconds()))
         self._count(due.flow, "decided")
-        log.info("decided", extra={"flow": due.flow, "decision_id": decision_id, "trigger": trigger.name})
-        budget = rt.settings.inline_dispatch_budget_ms
-        if budget > 0:
-            from adapters.dispatch.inline import dispatch_inline
-            dispatch_inline(rt, decision_id, budget / 1000, {"actions": result["actions"]})
-        return "decided", decision_id
+        return "decided", done.decision.id
 
     def _settle(self, s, due: Due, trigger=None, drop: bool = False) -> str:
         """In the caller's transaction: remove the due row if no event came since the claim
@@ -268,7 +255,6 @@ class Evaluator:
 
     @staticmethod
     def _count(flow: str, outcome: str) -> None:
-        from api import metrics
         metrics.EVALUATIONS.labels(flow, outcome).inc()
 
 

@@ -1,13 +1,17 @@
-"""The per-process runtime: stores, API keys and the live engines of every flow.
+"""The per-process runtime: stores, the live engines of every flow, scorers, the inline
+dispatcher and the citation cache; built by service.bootstrap, never at import.
 
 Engines are built in the process that serves (after gunicorn forks). Every activated ruleset
-version is recorded with its sources in the database; each worker, on any host, polls the
-newest version per flow and rebuilds from those recorded sources, so all of them converge on
-the same version, and each decision records the version that made it.
+version is recorded with its sources in the database; each process, on any host, adopts the
+newest version per flow from a background watcher — a Redis broadcast wakes it at once, a poll
+every `reload_poll_seconds` bounds the staleness without Redis — so all of them converge on
+the same version without a query on the decision path, and each decision records the version
+that made it.
 """
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -22,6 +26,7 @@ from engine.errors import RulesetError
 from engine.language.flows import Sources, discover, load_flow
 
 log = logging.getLogger("postsale.runtime")
+CHANNEL = "postsale:rulesets"
 
 
 def build_scoring(settings, redis=None):
@@ -46,9 +51,8 @@ def read_sources(directory) -> dict:
 
 
 class Runtime:
-    def __init__(self, settings, keys, redis=None):
+    def __init__(self, settings, redis=None):
         self.settings = settings
-        self.keys = keys
         self.redis = redis
         self.db = make_engine(settings.database_url)
         self.factory = sessions(self.db)
@@ -58,6 +62,11 @@ class Runtime:
         self.deciders: dict[str, Decider] = {}
         self._events = None
         self._evaluating = None
+        self._watching = None
+        self._dispatcher = None
+        self._dispatcher_failed_at = None
+        self._retired: list = []
+        self.citations = Citations(self.factory)
         self._stop = threading.Event()
         self._seen_id = 0
         self._checked = 0.0
@@ -93,12 +102,11 @@ class Runtime:
             self.reload(actor="startup", only=missing)
         self.sync(force=True)
         try:
-            from pathlib import Path
-
             from adapters.store.knowledge import load_if_present
-            load_if_present(self.db, self.factory, Path(__file__).resolve().parent.parent / "config" / "knowledge")
+            load_if_present(self.db, self.factory, self.settings.knowledge_dir)
         except Exception as exc:  # noqa: BLE001 - decisions do not depend on the knowledge documents
             log.warning("could not load the knowledge documents: %s", exc)
+        self.citations.clear()
 
     def _latest(self) -> dict:
         with self.factory() as s:
@@ -139,10 +147,17 @@ class Runtime:
             self._seen_id = max(self._seen_id, top)
 
     def _swap(self, name: str, decider: Decider) -> None:
+        """A replaced engine is closed a while later: a decision on another thread may hold it."""
         old = self.deciders.get(name)
         self.deciders[name] = decider
-        if old is not None:
-            old.close()
+        t = time.monotonic()
+        keep = []
+        for at, retired in self._retired:
+            if t - at > RETIRE_SECONDS:
+                retired.close()
+            else:
+                keep.append((at, retired))
+        self._retired = keep + ([(t, old)] if old is not None else [])
         log.info("flow %s now at version %s", name, decider.flow.version)
 
     def reload(self, actor: str | None, only=None) -> list[dict]:
@@ -180,7 +195,7 @@ class Runtime:
                     self._swap(name, Decider(flow, scoring=self.scoring))
         if self.redis is not None:
             try:
-                self.redis.publish("postsale:rulesets", "reload")
+                self.redis.publish(CHANNEL, "reload")
             except Exception:  # noqa: BLE001 - the poll converges anyway
                 log.warning("could not broadcast the reload through Redis")
         return changes
@@ -199,21 +214,143 @@ class Runtime:
         each due row is claimed by one of them."""
         if not self.settings.evaluates_in_server or self._evaluating is not None:
             return None
-        from adapters.signals.evaluate import Evaluator
+        from service.evaluate import Evaluator
         self.events  # noqa: B018 - fails here, loudly, when the triggers do not load
         self._evaluating = threading.Thread(target=Evaluator(self).run_forever, args=(self._stop, poll),
                                             name="evaluations", daemon=True)
         self._evaluating.start()
         return self._evaluating
 
+    def watch(self) -> threading.Thread | None:
+        """Adopt new ruleset versions in the background (the decision path only reads
+        `deciders`): woken by the Redis broadcast, polling every reload_poll_seconds anyway."""
+        if self._watching is not None:
+            return None
+        self._watching = threading.Thread(target=self._watch, name="ruleset-watch", daemon=True)
+        self._watching.start()
+        return self._watching
+
+    def _watch(self) -> None:
+        wake = _Broadcast(self.redis, self._stop) if self.redis is not None else None
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # noqa: BLE001 - the database is away: the live versions keep serving
+                log.warning("could not check for new ruleset versions; again in %ss", self.settings.reload_poll_seconds)
+            if wake is not None:
+                if wake.wait(self.settings.reload_poll_seconds):
+                    self._checked = 0.0
+            else:
+                self._stop.wait(self.settings.reload_poll_seconds)
+        if wake is not None:
+            wake.close()
+
     def decider(self, name: str) -> Decider | None:
-        self.sync()
+        if self._watching is None:
+            self.sync()
         return self.deciders.get(name)
+
+    def dispatcher(self):
+        """The inline Dispatcher, built on first use; None while the tool catalog or the contact
+        policy does not load (tried again after a minute; the workers refuse to start on it)."""
+        if self._dispatcher is not None:
+            return self._dispatcher
+        with self._lock:
+            if self._dispatcher is not None:
+                return self._dispatcher
+            failed = self._dispatcher_failed_at
+            if failed is not None and time.monotonic() - failed < RETRY_DISPATCHER_SECONDS:
+                return None
+            try:
+                from adapters.dispatch.inline import build_dispatcher
+                self._dispatcher = build_dispatcher(self.factory, self.redis, self.settings)
+            except Exception as exc:  # noqa: BLE001 - the decision is recorded; workers will act
+                self._dispatcher_failed_at = time.monotonic()
+                log.error("inline dispatch unavailable: %s",
+                          str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                return None
+            self._dispatcher_failed_at = None
+            return self._dispatcher
 
     def close(self) -> None:
         self._stop.set()
-        if self._evaluating is not None:
-            self._evaluating.join(timeout=5)
-        for d in self.deciders.values():
+        for thread in (self._evaluating, self._watching):
+            if thread is not None:
+                thread.join(timeout=5)
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        for d in [*self.deciders.values(), *(r for _, r in self._retired)]:
             d.close()
         self.db.dispose()
+
+
+RETRY_DISPATCHER_SECONDS = 60.0
+_NUMBERS = re.compile(r"[-+$]?\d[\d.,]*%?")
+RETIRE_SECONDS = 30.0
+
+
+class _Broadcast:
+    """The ruleset-reload channel; `wait` is True when a reload was announced. A Redis that is
+    away only makes the watcher fall back to its poll."""
+
+    def __init__(self, redis, stop):
+        self.redis, self.stop, self.pubsub = redis, stop, None
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            if self.pubsub is None:
+                self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                self.pubsub.subscribe(CHANNEL)
+            deadline = time.monotonic() + timeout
+            while not self.stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self.pubsub.get_message(timeout=min(left, 0.5)) is not None:
+                    return True
+            return False
+        except Exception:  # noqa: BLE001
+            self.close()
+            self.stop.wait(timeout)
+            return False
+
+    def close(self) -> None:
+        if self.pubsub is not None:
+            try:
+                self.pubsub.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.pubsub = None
+
+
+class Citations:
+    """Knowledge snippets for a decision's offers, cached per offer and reason *template*: the
+    numbers a reason quotes (the account's values) are left out of the query, so the search runs
+    once per rule's wording, not per decision. The documents load at start, when the cache is
+    cleared; entries expire after `ttl` seconds in any case."""
+
+    def __init__(self, factory, ttl: float = 300.0, size: int = 4096):
+        self.factory, self.ttl, self.size = factory, ttl, size
+        self._cache: dict = {}
+
+    def clear(self) -> None:
+        self._cache = {}
+
+    def __call__(self, decision: dict) -> list:
+        from adapters.store.knowledge import cite_for_decision
+        try:
+            return cite_for_decision(self.factory, decision, cite=self._cite)
+        except Exception as exc:  # noqa: BLE001 - a knowledge failure never fails a decision
+            log.warning("knowledge lookup failed: %s", exc)
+            return []
+
+    def _cite(self, offer: dict) -> list:
+        from adapters.store.knowledge import cite_offer
+        key = (offer["offer"], offer.get("kind"), _NUMBERS.sub(" ", offer.get("reason") or ""))
+        entry = self._cache.get(key)
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            entry = (time.monotonic(), cite_offer(self.factory, {"offer": key[0], "kind": key[1], "reason": key[2]}))
+            if len(self._cache) >= self.size:
+                self._cache = {}
+            self._cache[key] = entry
+        return entry[1]
