@@ -128,17 +128,15 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     body: dict = {}
     req_hash = cmd.request_hash or hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
 
-    def finish(session, decision_id, at, planned):
+    def respond(decision_id, at, planned):
         body.update(Decision.from_result(planned, id=decision_id, created_at=iso(at)).to_json())
-        if idem is not None:
-            rt.idempotency.store(session, idem[0], idem[1], 201, body)
-        if complete is not None:
-            complete(session, decision_id, at, planned)
+        return [rt.idempotency.row(idem[0], idem[1], 201, body, at)] if idem is not None else []
 
     try:
         decision_id, at, planned = rt.decisions.record(
             flow=flow, version=result["ruleset_version"], facts=decided, context=cmd.context, result=result,
-            request_hash=req_hash, api_key_id=cmd.api_key_id, complete=finish, cost=cost, signals=signals)
+            request_hash=req_hash, api_key_id=cmd.api_key_id, extra=respond, complete=complete, cost=cost,
+            signals=signals)
     except IntegrityError:
         if idem is None:
             raise

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import JSON, bindparam, literal_column, select
 
 from engine.decision import Decision as DecisionView
 
@@ -21,16 +22,21 @@ class DecisionStore:
     def __init__(self, factory, approval_ttl_seconds: int = 72 * 3600):
         self.factory = factory
         self.approval_ttl = approval_ttl_seconds
+        self._statements: dict = {}
 
     def record(self, *, flow, version, facts, context, result, request_hash, api_key_id,
-               complete=None, signals: dict | None = None, cost: dict | None = None) -> tuple[str, list]:
-        """Write the decision, its `decided` event and its outbox rows atomically.
+               complete=None, signals: dict | None = None, cost: dict | None = None,
+               extra=None) -> tuple[str, object, dict]:
+        """Write the decision, its `decided` event, its outbox rows (and approval) atomically;
+        (decision id, time, the result with its planned actions).
 
-        `complete` (a callable taking the session, decision id, time and result) lets the caller
-        finish its own records in the same transaction (the idempotency key; the debounced
-        evaluation), so a retry can never see half of it. `signals` (trigger, signal_at,
-        newest_event_at, features) says which events and features a triggered decision used;
-        `cost` (latency_ms, cpu_ms) what deciding took.
+        `extra(decision_id, at, planned)` gives more rows [(table, row)] for the same write (the
+        idempotency key and its stored response). Without `complete` the write is one statement
+        on PostgreSQL (data-modifying CTEs, autocommit: one round trip, atomic). `complete` (a
+        callable taking the session, decision id, time and result) lets the caller finish its
+        own records in the same transaction (the debounced evaluation), so a retry can never see
+        half of it. `signals` (trigger, signal_at, newest_event_at, features) says which events
+        and features a triggered decision used; `cost` (latency_ms, cpu_ms) what deciding took.
         """
         decision_id = new_id()
         at = now()
@@ -39,28 +45,60 @@ class DecisionStore:
             planned.append({**action, "step": step, "idempotency_key": action_key(decision_id, step, action["type"])})
         result = {**result, "actions": planned}
         account_id = (facts.get("account") or {}).get("id") if isinstance(facts.get("account"), dict) else None
+        decision = dict.fromkeys(_SIGNALS + _COST)
+        decision.update(id=decision_id, created_at=at, flow=flow, ruleset_version=version, account_id=account_id,
+                        status=result["status"], api_key_id=api_key_id, request_hash=request_hash, facts=facts,
+                        context=context or {}, result=result, segment=_segment(facts), **(signals or {}), **(cost or {}))
+        rows = [(Decision.__table__, [decision]),
+                (DecisionEvent.__table__, [dict(decision_id=decision_id, type="decided", created_at=at, actor=api_key_id,
+                                                payload={"status": result["status"], "ruleset_version": version})])]
+        if planned:
+            rows.append((Outbox.__table__, [dict(
+                decision_id=decision_id, step=a["step"], action_type=a["type"], params=a["params"],
+                idempotency_key=a["idempotency_key"],
+                state="awaiting_approval" if a["status"] == "awaiting_approval" else "ready",
+                created_at=at, attempts=0, next_attempt_at=at, updated_at=at) for a in planned]))
+        if result["approval"]["required"]:
+            rows.append((Approval.__table__, [dict(
+                id=new_id(), decision_id=decision_id, state="pending", queues=result["approval"]["queues"],
+                reasons=result["approval"]["reasons"], proposed={"offers": result["offers"], "actions": planned},
+                requested_by=api_key_id, created_at=at, expires_at=at + timedelta(seconds=self.approval_ttl))]))
+        for table, row in (extra(decision_id, at, result) if extra is not None else []):
+            rows.append((table, [row]))
+        engine = self.factory.kw["bind"]
+        if complete is None and engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(*self._one_statement(engine, rows))
+            return decision_id, at, result
         with transaction(self.factory) as s:
-            s.add(Decision(id=decision_id, created_at=at, flow=flow, ruleset_version=version, account_id=account_id,
-                           status=result["status"], api_key_id=api_key_id, request_hash=request_hash, facts=facts,
-                           context=context or {}, result=result, segment=_segment(facts), **(signals or {}),
-                           **(cost or {})))
-            s.flush()
-            s.add(DecisionEvent(decision_id=decision_id, type="decided", created_at=at, actor=api_key_id,
-                                payload={"status": result["status"], "ruleset_version": version}))
-            for a in planned:
-                s.add(Outbox(decision_id=decision_id, step=a["step"], action_type=a["type"], params=a["params"],
-                             idempotency_key=a["idempotency_key"],
-                             state="awaiting_approval" if a["status"] == "awaiting_approval" else "ready",
-                             created_at=at, attempts=0, next_attempt_at=at, updated_at=at))
-            if result["approval"]["required"]:
-                s.add(Approval(id=new_id(), decision_id=decision_id, state="pending",
-                               queues=result["approval"]["queues"], reasons=result["approval"]["reasons"],
-                               proposed={"offers": result["offers"], "actions": planned},
-                               requested_by=api_key_id, created_at=at,
-                               expires_at=at + timedelta(seconds=self.approval_ttl)))
+            for table, values in rows:
+                s.execute(table.insert(), values)
             if complete is not None:
                 complete(s, decision_id, at, result)
         return decision_id, at, result
+
+    def _one_statement(self, engine, rows) -> tuple:
+        """One INSERT per table as data-modifying CTEs of one SELECT, compiled once per shape
+        (tables, rows, columns) into the driver's SQL; JSON values are serialised here."""
+        shape = tuple((t.name, len(v), tuple(v[0])) for t, v in rows)
+        compiled = self._statements.get(shape)
+        if compiled is None:
+            stmt, as_json = select(literal_column("1")), set()
+            for i, (table, values) in enumerate(rows):
+                binds = []
+                for j, row in enumerate(values):
+                    binds.append({c: bindparam(f"p{i}_{j}_{c}", type_=table.c[c].type) for c in row})
+                    as_json |= {f"p{i}_{j}_{c}" for c in row if isinstance(table.c[c].type, JSON)}
+                stmt = stmt.add_cte(table.insert().values(binds).cte(f"w{i}"))
+            compiled = self._statements[shape] = (str(stmt.compile(dialect=engine.dialect)), frozenset(as_json))
+        sql, as_json = compiled
+        params = {}
+        for i, (_, values) in enumerate(rows):
+            for j, row in enumerate(values):
+                for c, v in row.items():
+                    name = f"p{i}_{j}_{c}"
+                    params[name] = json.dumps(v) if name in as_json and v is not None else v
+        return sql, params
 
     def get(self, decision_id: str) -> dict | None:
         with self.factory() as s:
@@ -94,6 +132,10 @@ class DecisionStore:
         with self.factory() as s:
             return s.scalars(select(Decision.result).where(Decision.account_id == account_id, Decision.flow == flow)
                              .order_by(Decision.id.desc()).limit(1)).first()
+
+
+_SIGNALS = ("trigger", "signal_at", "newest_event_at", "features")
+_COST = ("latency_ms", "cpu_ms")
 
 
 def _segment(facts: dict):

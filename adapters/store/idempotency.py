@@ -86,11 +86,11 @@ class IdempotencyStore:
             if raw and json.loads(raw).get("state") == "pending":
                 self.redis.delete(self._rkey(key))
 
-    def store(self, session, key: str, req_hash: str, status: int, body: dict) -> None:
-        """Inside the decision's transaction."""
-        at = now()
-        session.add(IdempotencyKey(key=key, request_hash=req_hash, state="done", response_status=status,
-                                   response_body=body, created_at=at, expires_at=at + timedelta(seconds=self.ttl)))
+    def row(self, key: str, req_hash: str, status: int, body: dict, at) -> tuple:
+        """The key's row (table, values), written with the decision (DecisionStore.record's extra)."""
+        return IdempotencyKey.__table__, dict(key=key, request_hash=req_hash, state="done", response_status=status,
+                                              response_body=body, created_at=at,
+                                              expires_at=at + timedelta(seconds=self.ttl))
 
     def cache(self, key: str, req_hash: str, status: int, body: dict) -> None:
         if self.redis is not None:
