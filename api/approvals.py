@@ -38,7 +38,7 @@ def store() -> ApprovalStore:
             return d.flow if d is not None else None
 
         ext["postsale.approvals"] = ApprovalStore(rt.factory, flows=RecordedFlows(rt.factory, live=live),
-                                                  escalate_to=escalation_target(rt.settings))
+                                                  escalate_to=escalation_target(rt.settings), settings=rt.settings)
     return ext["postsale.approvals"]
 
 

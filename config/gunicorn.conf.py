@@ -1,27 +1,40 @@
 """gunicorn settings. No preload: each worker builds its own durable_rules engines after the
-fork (the extension's state is per process and not fork-safe)."""
+fork (the extension's state is per process and not fork-safe).
+
+The values come from config/settings.py (HOST, PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT,
+GUNICORN_MAX_REQUESTS, LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR; docs/api.md, "Settings").
+gunicorn loads this file by path from the repository root (`postsale serve` changes there),
+so `config` imports."""
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+from config.settings import SettingsError, from_env
+
+try:
+    _settings = from_env()
+except SettingsError as exc:  # one line, not gunicorn's "Failed to read config file" traceback
+    sys.exit(f"postsale: {exc}")
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.web_concurrency if _settings.web_concurrency is not None else multiprocessing.cpu_count() * 2
 worker_class = "sync"
 preload_app = False
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _settings.gunicorn_timeout
 graceful_timeout = 10
 # recycle workers now and then: bounds memory a long-lived durable_rules handle may hold
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
+max_requests = _settings.gunicorn_max_requests
 max_requests_jitter = 2000
 keepalive = 5
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _dir = tempfile.mkdtemp(prefix="postsale-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
+# prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, in every worker: write it for the library
+_metrics_dir = str(_settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="postsale-metrics-"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def child_exit(server, worker):
@@ -30,4 +43,4 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
+    shutil.rmtree(_metrics_dir, ignore_errors=True)

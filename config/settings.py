@@ -1,5 +1,11 @@
-"""Every setting comes from the environment; defaults give the embedded setup (SQLite,
-in-process stores, no server needed)."""
+"""Every setting comes from the environment, and only through here: `from_env` is the one
+reader of the service's variables (docs/api.md, "Settings", lists each). Defaults give the
+embedded setup (SQLite, in-process stores, no server needed).
+
+Not settings, by design: the credential variables the tool catalog names and the
+POSTSALE_TOOL_<NAME>_* overrides (adapters/tools: looked up by name from the catalog),
+PROMETHEUS_MULTIPROC_DIR as prometheus_client reads it (adapters/metrics.py) and
+SOURCE_DATE_EPOCH (engine/scorers/training.py, the reproducible-build convention)."""
 from __future__ import annotations
 
 import json
@@ -32,6 +38,18 @@ def _float(env, name, default) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "WARN", "INFO", "DEBUG", "NOTSET")
+
+
+def _level(env, name, default) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw.upper() not in _LEVELS:
+        raise SettingsError(f"{name}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR or CRITICAL)")
+    return raw.upper()
 
 
 def _path(env, name) -> Path | None:
@@ -78,6 +96,26 @@ class Settings:
     tools_file: Path | None = None  # None: config/tools.yaml
     contact_policy_file: Path | None = None  # None: config/contact_policy.yaml
     redis_timeout_seconds: float = 0.5
+    # gunicorn (config/gunicorn.conf.py)
+    host: str = "127.0.0.1"
+    web_concurrency: int | None = None  # None: 2 x the CPU count
+    gunicorn_timeout: int = 30
+    gunicorn_max_requests: int = 20000
+    prometheus_multiproc_dir: Path | None = None  # None: a temporary folder per server run
+    # `postsale evaluate` logs quieter than the servers unless LOG_LEVEL says otherwise
+    evaluate_log_level: str = "WARNING"
+    # `postsale worker` (cli/dispatch.py); its flags override these
+    worker_concurrency: int = 4
+    worker_poll_seconds: float = 1.0
+    dispatch_lease_seconds: float = 30.0
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
+    worker_sweep_seconds: float = 30.0
+    # `postsale consume` / `postsale events` (cli/streams.py); --stream / --group override these
+    events_stream: str = "postsale:events"
+    events_group: str = "postsale"
+    # the queue an expired approval escalates to; "", "none" or "off": no escalation
+    approval_escalate_to: str = "csm_lead"
 
     @property
     def embedded(self) -> bool:
@@ -118,7 +156,8 @@ def from_env(env=None) -> Settings:
         api_keys_file=Path(keys_file) if keys_file else None,
         max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
         idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),
-        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        log_level=_level(env, "LOG_LEVEL", "INFO"),
+        evaluate_log_level=_level(env, "LOG_LEVEL", "WARNING"),
         models_dir=Path(env.get("POSTSALE_MODELS_DIR") or ROOT / "models"),
         models=env.get("POSTSALE_MODELS", "churn-gbm@1.0.0,upsell-gbm@1.0.0"),
         port=_int(env, "PORT", 8000),
@@ -129,4 +168,18 @@ def from_env(env=None) -> Settings:
         tools_file=_path(env, "POSTSALE_TOOLS_FILE"),
         contact_policy_file=_path(env, "POSTSALE_CONTACT_POLICY_FILE"),
         redis_timeout_seconds=_float(env, "POSTSALE_REDIS_TIMEOUT", 0.5),
+        host=env.get("HOST") or "127.0.0.1",
+        web_concurrency=_int(env, "WEB_CONCURRENCY", None),
+        gunicorn_timeout=_int(env, "GUNICORN_TIMEOUT", 30),
+        gunicorn_max_requests=_int(env, "GUNICORN_MAX_REQUESTS", 20000),
+        prometheus_multiproc_dir=_path(env, "PROMETHEUS_MULTIPROC_DIR"),
+        worker_concurrency=_int(env, "POSTSALE_WORKER_CONCURRENCY", 4),
+        worker_poll_seconds=_float(env, "POSTSALE_WORKER_POLL", 1.0),
+        dispatch_lease_seconds=_float(env, "POSTSALE_DISPATCH_LEASE", 30.0),
+        breaker_threshold=_int(env, "POSTSALE_BREAKER_THRESHOLD", 5),
+        breaker_cooldown_seconds=_float(env, "POSTSALE_BREAKER_COOLDOWN", 30.0),
+        worker_sweep_seconds=_float(env, "POSTSALE_WORKER_SWEEP", 30.0),
+        events_stream=env.get("POSTSALE_EVENTS_STREAM") or "postsale:events",
+        events_group=env.get("POSTSALE_EVENTS_GROUP") or "postsale",
+        approval_escalate_to=env.get("POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO", "csm_lead"),
     )

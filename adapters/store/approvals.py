@@ -24,7 +24,6 @@ even before `postsale approvals expire` (or the worker's sweep) records it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from sqlalchemy import String, and_, cast, func, or_, select, update
@@ -37,8 +36,7 @@ from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox, Rules
 log = logging.getLogger("postsale.approvals")
 
 STATES = ("pending", "approved", "rejected", "expired")
-ESCALATE_ENV = "POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO"
-DEFAULT_ESCALATE_TO = "csm_lead"
+DEFAULT_ESCALATE_TO = "csm_lead"  # Settings.approval_escalate_to's default
 ESCALATION_STEP = 0  # the escalation's notify action: before the plan's steps (1..n), after none
 
 
@@ -76,24 +74,25 @@ class EditRefused(ApprovalError):
 
 
 def escalation_target(settings=None, environ=None) -> str | None:
-    """Where an expired item escalates: POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO (default csm_lead);
-    empty or `none` turns escalation off."""
-    value = getattr(settings, "approval_escalate_to", None) if settings is not None else None
-    if value is None:
-        env = os.environ if environ is None else environ
-        value = env.get(ESCALATE_ENV, DEFAULT_ESCALATE_TO)
-    value = (value or "").strip()
+    """Where an expired item escalates: `settings.approval_escalate_to`
+    (POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO, default csm_lead; without settings, read from
+    `environ` or the environment through config/settings.py); empty or `none` turns escalation off."""
+    if settings is None:
+        from config.settings import from_env
+        settings = from_env(environ)
+    value = (settings.approval_escalate_to or "").strip()
     return None if value.lower() in ("", "none", "off") else value
 
 
-def notify_available() -> bool:
-    """True when the tool catalog routes the `notify` action to a tool (config/tools.yaml)."""
+def notify_available(settings=None) -> bool:
+    """True when the tool catalog (`settings.tools_file`, else config/tools.yaml) routes the
+    `notify` action to a tool."""
     try:
         from engine.catalog import ACTION_TYPES
         if "notify" not in ACTION_TYPES:
             return False
         from adapters.tools.catalog import load_catalog
-        return "notify" in load_catalog().routes
+        return "notify" in load_catalog(settings.tools_file if settings is not None else None).routes
     except Exception as exc:  # noqa: BLE001 - no catalog: the escalation is still recorded
         log.warning("the notify action is not available (%s): expired approvals escalate without a message",
                     type(exc).__name__)
@@ -161,19 +160,22 @@ def explanation(result: dict) -> dict:
 
 
 class ApprovalStore:
-    def __init__(self, factory, *, flows=None, escalate_to: str | None = DEFAULT_ESCALATE_TO, notify=None):
+    def __init__(self, factory, *, flows=None, escalate_to: str | None = DEFAULT_ESCALATE_TO, notify=None,
+                 settings=None):
         """`flows(name, version)` gives the flows an edit is checked against (RecordedFlows);
         `escalate_to` the queue an expired item escalates to (None: no escalation); `notify`
-        whether a `notify` action is planned for it (None: when the tool catalog routes one)."""
+        whether a `notify` action is planned for it (None: when the tool catalog of `settings`
+        routes one, looked at on the first expiry)."""
         self.factory = factory
         self.flows = flows or RecordedFlows(factory)
         self.escalate_to = escalate_to
         self._notify = notify
+        self._settings = settings
 
     @property
     def notify(self) -> bool:
         if self._notify is None:
-            self._notify = notify_available()
+            self._notify = notify_available(self._settings)
         return self._notify
 
     # ---- reading ----

@@ -82,6 +82,9 @@ class Credential:
         return f"env {self.env}" if self.env else f"file {self.file}"
 
     def resolve(self, environ=None) -> str | None:
+        """The secret, from the variable the catalog names (`environ`, else the process
+        environment) or from the file. Credential lookup by name, by design: not a setting of
+        config/settings.py, which reads only the service's own variables."""
         if self.env:
             value = (os.environ if environ is None else environ).get(self.env)
             return value.strip() or None if value else None
@@ -296,8 +299,12 @@ def parse_catalog(text: str, file: str = "tools.yaml", action_types=None) -> Cat
 
 
 def load_catalog(path: str | Path | None = None, action_types=None) -> Catalog:
-    """Load config/tools.yaml (or `path`); POSTSALE_TOOLS_FILE names another file."""
-    path = Path(path or os.environ.get("POSTSALE_TOOLS_FILE") or DEFAULT_PATH)
+    """Load `path` (callers with settings pass `settings.tools_file`); without one, the
+    settings' POSTSALE_TOOLS_FILE, else config/tools.yaml."""
+    if not path:
+        from config.settings import from_env
+        path = from_env().tools_file
+    path = Path(path or DEFAULT_PATH)
     doc, problems = load_file(path)
     return _finish(doc, problems, action_types)
 

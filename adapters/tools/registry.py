@@ -7,9 +7,11 @@
     adapter.compensate("create_quote", result.reference, compensation_key(idempotency_key))
 
 Per deployment, without editing the catalog:
-    POSTSALE_TOOLS_FILE                  another catalog file
+    POSTSALE_TOOLS_FILE                  another catalog file (a setting: config/settings.py)
     POSTSALE_TOOL_<NAME>_ADAPTER         http | sandbox          (e.g. POSTSALE_TOOL_CRM_ADAPTER=http)
     POSTSALE_TOOL_<NAME>_BASE_URL        the tool's base URL
+The overrides and the credentials are looked up by the names the catalog's tools give them, in
+`environ` (default: the process environment), which is why they are not settings.
 Start fails (config.settings.SettingsError, naming every variable) when an http tool's
 credential is not set: better at start than as a dead letter at three in the morning.
 """
@@ -105,9 +107,13 @@ def check_credentials(catalog: Catalog, environ) -> None:
 
 def build_registry(catalog: Catalog | str | Path | None = None, *, environ=None, database_url: str | None = None,
                    session_factory=None, audit: AuditSink | None = None, transports: dict | None = None) -> Registry:
-    """Every tool's adapter. `session_factory` (or `database_url`, else DATABASE_URL, else the
-    embedded default) holds the sandbox state and the audit rows; `audit` swaps the audit sink;
-    `transports` maps a tool name to an httpx transport (tests)."""
+    """Every tool's adapter. `catalog` a Catalog or its file (callers with settings pass
+    `settings.tools_file`; None: POSTSALE_TOOLS_FILE, else config/tools.yaml). `environ`
+    (default: the process environment) is where the per-tool overrides and the credentials the
+    catalog names are looked up, by name; it is not a second source of settings. `session_factory`
+    (or `database_url`, else the settings' DATABASE_URL from `environ`) holds the sandbox state
+    and the audit rows; `audit` swaps the audit sink; `transports` maps a tool name to an httpx
+    transport (tests)."""
     environ = os.environ if environ is None else environ
     if not isinstance(catalog, Catalog):
         catalog = load_catalog(catalog)
