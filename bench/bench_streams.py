@@ -89,7 +89,7 @@ def run(kind: str, consumers: int, events: list, batch: int, accounts: int) -> d
         publish(r, stream, events)
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS, "LOG_LEVEL": "WARNING",
                "PYTHONPATH": str(ROOT)}
-        args = [sys.executable, "-m", "engine", "consume", "--stream", stream,
+        args = [sys.executable, "-m", "cli", "consume", "--stream", stream,
                 "--group", "bench", "--batch", str(batch), "--block-ms", "200", "--drain"]
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal_column, select, text
 
 from adapters.store.db import now, transaction
 from adapters.store.models import Outbox
@@ -207,8 +206,12 @@ def parse_contact_policy(text_: str, file: str = "contact_policy.yaml", action_t
 
 
 def load_contact_policy(path: str | Path | None = None, action_types=None) -> ContactPolicy:
-    """config/contact_policy.yaml, or POSTSALE_CONTACT_POLICY_FILE, or `path`."""
-    path = Path(path or os.environ.get("POSTSALE_CONTACT_POLICY_FILE") or DEFAULT_PATH)
+    """`path` (callers with settings pass `settings.contact_policy_file`); without one, the
+    settings' POSTSALE_CONTACT_POLICY_FILE, else config/contact_policy.yaml."""
+    if not path:
+        from config.settings import from_env
+        path = from_env().contact_policy_file
+    path = Path(path or DEFAULT_PATH)
     doc, problems = load_file(path)
     return _finish(doc, problems, ACTION_TYPES if action_types is None else action_types)
 
@@ -241,6 +244,14 @@ def scope_key(account: str, scope: str) -> str:
 
 def _stamp(dt) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def marker_expression(dialect: str, field: str):
+    """An outbox row's contact marker field, written exactly as its index (migration 0009) is,
+    so counting an account's contacts reads that account's rows only."""
+    if dialect == "postgresql":
+        return literal_column(f"(outbox.result ->> '{field}')")
+    return literal_column(f"json_extract(outbox.result, '$.{field}')")
 
 
 def marker_for(account: str, channel: str | None, at=None) -> dict:
@@ -342,8 +353,8 @@ class DatabaseContactLimiter:
                 field_ = "contact_account" if scope == "account" else "contact_channel"
                 value = marker[field_]
                 n = s.scalar(select(func.count()).select_from(Outbox).where(
-                    Outbox.id != row_id, Outbox.state.in_(MARKER_STATES),
-                    Outbox.result[field_].as_string() == value,
+                    marker_expression(self.dialect, field_) == value, Outbox.id != row_id,
+                    Outbox.state.in_(MARKER_STATES),
                     Outbox.result["contact_at"].as_string() >= since))
                 if n >= lim.limit:
                     return Verdict(False, scope, lim)

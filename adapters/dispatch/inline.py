@@ -23,7 +23,9 @@ def build_dispatcher(factory, redis=None, settings=None):
     except Exception:
         registry.close()
         raise
-    return Dispatcher(factory, registry, redis=redis, contact_policy=policy, actor="dispatcher:inline")
+    # a request never sleeps for a rate-limit token: a throttled step is deferred to the workers
+    return Dispatcher(factory, registry, redis=redis, contact_policy=policy, actor="dispatcher:inline",
+                      max_rate_wait=0.0)
 
 
 def dispatch_decision(dispatcher, decision_id: str, budget_seconds: float) -> list[dict]:

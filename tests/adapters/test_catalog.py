@@ -157,7 +157,7 @@ def test_errors_are_sorted_and_all_reported_at_once():
 
 
 def test_tools_check_cli(tmp_path):
-    from adapters.tools.cli import cmd_tools_check
+    from cli.tools import cmd_tools_check
     out = StringIO()
     assert cmd_tools_check(Namespace(file=str(ROOT / "config" / "tools.yaml"), json=False), out=out) == 0
     assert "ok: 7 tools, 7 routes" in out.getvalue()

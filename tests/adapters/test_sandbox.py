@@ -209,7 +209,7 @@ def test_calls_are_audited_in_the_database_without_secrets_or_params(factory):
 
 
 def test_cli_show_and_calls(registry, factory):
-    from adapters.tools.cli import cmd_calls, cmd_fail, cmd_faults, cmd_reset, cmd_show
+    from cli.tools import cmd_calls, cmd_fail, cmd_faults, cmd_reset, cmd_show
     registry.perform("create_quote", QUOTE, "key-1")
     registry.perform("alert_csm", {"account": "globex-9", "severity": "high"}, "key-2")
     out = StringIO()
@@ -243,7 +243,7 @@ def test_cli_show_and_calls(registry, factory):
 
 def test_cli_parser_wires_the_subcommands():
     import argparse
-    from adapters.tools.cli import add_subcommands, cmd_show
+    from cli.tools import add_subcommands, cmd_show
     p = argparse.ArgumentParser(prog="postsale")
     add_subcommands(p.add_subparsers(dest="command", required=True))
     args = p.parse_args(["sandbox", "show", "--kind", "quote", "--account", "acme-001"])

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from adapters.store.approvals import ApprovalStore, escalation_target
-from adapters.store.approvals_cli import build_store, cmd_expire, cmd_list
+from cli.approvals import build_store, cmd_expire, cmd_list
 from adapters.store.db import now
 from adapters.store.models import Approval, AuditEntry, DecisionEvent, Outbox
 

@@ -1,4 +1,4 @@
-"""Approval flows end to end: the real server (`python -m engine serve`, gunicorn with two
+"""Approval flows end to end: the real server (`python -m cli serve`, gunicorn with two
 workers) on a loopback port, over HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from sqlalchemy import update
 
-from adapters.dispatch import cli
+from cli import dispatch as cli
 from adapters.dispatch.backoff import backoff_seconds
 from adapters.dispatch.claims import aware
 from adapters.dispatch.dispatcher import enrich

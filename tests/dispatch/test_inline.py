@@ -9,7 +9,8 @@ from io import StringIO
 
 import pytest
 
-from adapters.dispatch import cli, dispatch_decision
+from adapters.dispatch import dispatch_decision
+from cli import dispatch as cli
 from adapters.tools.sandbox import list_records
 from config.settings import from_env
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from argparse import Namespace
 from io import StringIO
 
-from adapters.dispatch import cli
+from cli import dispatch as cli
 from adapters.tools.base import compensation_key
 from adapters.tools.sandbox import add_fault, list_records
 

@@ -32,7 +32,7 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 def _worker(env, log, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine", "worker", "--lease", "0.5",
+    return subprocess.Popen([sys.executable, "-m", "cli", "worker", "--lease", "0.5",
                              "--poll", "0.05", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

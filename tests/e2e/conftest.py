@@ -53,7 +53,7 @@ class Response:
 
 
 class Server:
-    """One `python -m engine serve` subprocess; stdout and stderr go to files (a full pipe would block it)."""
+    """One `python -m cli serve` subprocess; stdout and stderr go to files (a full pipe would block it)."""
 
     def __init__(self, workdir: Path, database_url: str, workers: int = 2):
         self.workdir = workdir
@@ -83,7 +83,7 @@ class Server:
 
     def start(self) -> None:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=ROOT, env=self.env(),
+            self.proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], cwd=ROOT, env=self.env(),
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no answer yet"

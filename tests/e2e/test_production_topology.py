@@ -35,7 +35,7 @@ def topology(tmp_path):
     procs = []
 
     def start(*args):
-        p = subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=ROOT, env=environ,
+        p = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=environ,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(p)
         return p
@@ -56,7 +56,7 @@ def test_stream_to_consumer_to_worker_to_tools(topology):
                                                     seats_used=500, growth=False, incidents=4)
     path = topology["tmp"] / "events.json"
     path.write_text(json.dumps({"events": events}))
-    published = subprocess.run([sys.executable, "-m", "engine", "events", "publish", str(path), "--stream", stream],
+    published = subprocess.run([sys.executable, "-m", "cli", "events", "publish", str(path), "--stream", stream],
                                cwd=ROOT, env=topology["environ"], capture_output=True, text=True, timeout=60)
     assert published.returncode == 0, published.stderr
     consumer = start("consume", "--stream", stream, "--group", "e2e", "--block-ms", "200")

@@ -1,4 +1,4 @@
-"""End to end: the real server (`python -m engine serve`: migrate, activate rules/, gunicorn with
+"""End to end: the real server (`python -m cli serve`: migrate, activate rules/, gunicorn with
 two workers) on a loopback port, spoken to over HTTP with the standard library."""
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 

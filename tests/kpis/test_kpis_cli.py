@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main, parser
+from cli.main import main, parser
 
 from . import golden
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.cli import parser
+from cli.main import parser
 
 from .conftest import auth, decide
 

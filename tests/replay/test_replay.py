@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.store.replay_cli import CHANGED, OK, cmd_replay
+from cli.replay import CHANGED, OK, cmd_replay
 from tests.api.conftest import app, client, rules_dir, settings  # noqa: F401 - fixtures
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from engine.scorers import load
-from engine.scorers.cli import add_subcommands
+from cli.models import add_subcommands
 
 from .conftest import MODELS
 

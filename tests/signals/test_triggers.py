@@ -8,7 +8,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.cli import main
+from cli.main import main
 from engine.facts import FactsModel
 from engine.language.flows import load_flow_dir
 from engine.signals.catalog import EVENT_TYPES, FEATURES

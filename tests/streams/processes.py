@@ -18,7 +18,7 @@ def env(db_url: str, redis_url: str, **extra) -> dict:
 
 
 def start(args: list[str], environ: dict, slow: bool = False) -> subprocess.Popen:
-    module = "tests.streams.slow_consumer" if slow else "engine"
+    module = "tests.streams.slow_consumer" if slow else "cli"
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from engine.cli import main
+from cli.main import main
 from adapters.store.events import EventStore
 
 DELAY = float(os.environ.get("SLOW_INGEST_SECONDS", "0.3"))

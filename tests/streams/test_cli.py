@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from adapters.signals.streams import Consumer, publish
-from engine.cli import main
+from cli.main import main
 from engine.signals.events import parse_event
 
 from .conftest import add, event, stored_ids

@@ -16,7 +16,7 @@ import re
 import sys
 from datetime import datetime, timezone
 
-from .cli_support import database_unusable
+from cli.support import database_unusable
 
 OK, LOAD_ERROR = 0, 1
 GROUPS = ("flow", "ruleset_version", "segment", "period")
@@ -64,7 +64,7 @@ def groups(text: str) -> list[str]:
 
 
 def _query(args):
-    from .kpis import KpiQuery
+    from adapters.store.kpis import KpiQuery
     names = [g for chunk in args.group_by for g in chunk]
     problems = []
     if len(set(names)) != len(names):
@@ -86,8 +86,8 @@ def cmd_kpis(args, out=None, factory=None) -> int:
         return 2
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .cli_support import session_factory
-    from .kpis import compute
+    from cli.support import session_factory
+    from adapters.store.kpis import compute
     try:
         factory = factory or session_factory()
         with factory() as s:

@@ -7,36 +7,31 @@ adapters/signals/streams.py.
     postsale events dead-letter list [--stream S] [--limit N] [--json]
     postsale events dead-letter redrive [ID ...] [--all] [--stream S]
 
-They read REDIS_URL (required), DATABASE_URL (default: the embedded SQLite database),
-POSTSALE_EVENTS_STREAM (default postsale:events), POSTSALE_EVENTS_GROUP (default postsale) and
-the triggers (POSTSALE_TRIGGERS or config/triggers.yaml), as the API does.
+They read their settings through config/settings.py (docs/api.md, "Settings"): REDIS_URL
+(required), DATABASE_URL (default: the embedded SQLite database), POSTSALE_EVENTS_STREAM
+(default postsale:events; --stream overrides it), POSTSALE_EVENTS_GROUP (default postsale;
+--group overrides it) and the triggers (POSTSALE_TRIGGERS or config/triggers.yaml), as the API does.
 
 Exit codes: 0 done (or stopped by SIGTERM / SIGINT after the batch in hand was acknowledged);
-1 Redis or the database is not usable, an event to publish is invalid, a re-drive named an
+1 a setting is unusable, Redis or the database is not usable, an event to publish is invalid, a re-drive named an
 unknown entry, or --max-seconds ran out.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
 
 from adapters.stopping import stop_on_signals
 
-from .streams import DEFAULT_GROUP, DEFAULT_STREAM
-
 OK, FAILED = 0, 1
 
 
-def _stream_default() -> str:
-    return os.environ.get("POSTSALE_EVENTS_STREAM") or DEFAULT_STREAM
-
-
 def _stream_arg(p) -> None:
-    p.add_argument("--stream", default=_stream_default(),
+    # None: the settings' events_stream, filled in when the command runs (stream_defaults)
+    p.add_argument("--stream", default=None,
                    help="the events stream (default: POSTSALE_EVENTS_STREAM or postsale:events)")
 
 
@@ -51,7 +46,7 @@ def add_consume_command(subparsers) -> None:
     c = subparsers.add_parser("consume", help="read events from the Redis stream into the event store "
                                               "(a consumer group member)")
     _stream_arg(c)
-    c.add_argument("--group", default=os.environ.get("POSTSALE_EVENTS_GROUP") or DEFAULT_GROUP,
+    c.add_argument("--group", default=None,
                    help="consumer group (default: POSTSALE_EVENTS_GROUP or postsale); created when missing")
     c.add_argument("--consumer", help="this consumer's name in the group (default: <host>-<pid>)")
     c.add_argument("--batch", type=int, default=100, help="entries per read and per transaction (default 100)")
@@ -95,16 +90,30 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _redis(environ=None):
-    """A client from REDIS_URL, answering PING; or None after one line on stderr."""
-    import redis as redis_lib
-
+def _settings(environ=None):
+    """The settings (from `environ`, else the environment), or None after one line on stderr
+    naming the bad variable."""
     from config.settings import SettingsError, from_env
     try:
-        url = from_env(environ).redis_url
+        return from_env(environ)
     except SettingsError as exc:
         print(f"postsale: {exc}", file=sys.stderr)
         return None
+
+
+def stream_defaults(args, settings) -> None:
+    """--stream / --group left out: the settings' POSTSALE_EVENTS_STREAM / POSTSALE_EVENTS_GROUP."""
+    if getattr(args, "stream", None) is None:
+        args.stream = settings.events_stream
+    if hasattr(args, "group") and args.group is None:
+        args.group = settings.events_group
+
+
+def _redis(settings):
+    """A client from REDIS_URL, answering PING; or None after one line on stderr."""
+    import redis as redis_lib
+
+    url = settings.redis_url
     if not url:
         print("postsale: REDIS_URL is not set; the events stream lives in Redis", file=sys.stderr)
         return None
@@ -127,14 +136,15 @@ def _safe(url: str) -> str:
     return url
 
 
-def build_store(environ=None, redis=None):
-    """The event store on DATABASE_URL with the triggers; raises on a bad database or triggers."""
+def build_store(environ=None, redis=None, settings=None):
+    """The event store on DATABASE_URL with the triggers (`settings`, else from `environ`, else
+    the environment); raises on a bad setting, database or triggers."""
     from sqlalchemy import text
 
     from adapters.store.db import make_engine, sessions
     from adapters.store.events import EventStore
     from config.settings import from_env
-    settings = from_env(environ)
+    settings = settings if settings is not None else from_env(environ)
     factory = sessions(make_engine(settings.database_url))
     with factory() as s:
         s.execute(text("SELECT 1 FROM events LIMIT 1"))
@@ -173,18 +183,21 @@ def _consume(consumer, args, stop, log, head: dict) -> int:
 def cmd_consume(args, out=None, stop=None, environ=None) -> int:
     from redis.exceptions import RedisError
 
-    from adapters.store.cli_support import database_unusable
+    from cli.support import database_unusable
     from engine.errors import RulesetError
 
-    from .streams import Consumer, Outage
+    from adapters.signals.streams import Consumer, Outage
     out = out or sys.stdout
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    r = _redis(environ)
+    settings = _settings(environ)
+    if settings is None:
+        return FAILED
+    stream_defaults(args, settings)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    r = _redis(settings)
     if r is None:
         return FAILED
     try:
-        store = build_store(environ, redis=r)
+        store = build_store(redis=r, settings=settings)
     except RulesetError as exc:
         for diag in exc.diagnostics:
             print(diag, file=sys.stderr)
@@ -269,12 +282,16 @@ def cmd_publish(args, out=None, environ=None) -> int:
         print(f"{name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; nothing published",
               file=sys.stderr)
         return FAILED
-    r = _redis(environ)
+    settings = _settings(environ)
+    if settings is None:
+        return FAILED
+    stream_defaults(args, settings)
+    r = _redis(settings)
     if r is None:
         return FAILED
     from redis.exceptions import RedisError
 
-    from .streams import publish
+    from adapters.signals.streams import publish
     try:
         ids = publish(r, args.stream, events)
     except RedisError as exc:
@@ -287,12 +304,16 @@ def cmd_publish(args, out=None, environ=None) -> int:
 
 
 def cmd_dead_list(args, out=None, environ=None) -> int:
-    from adapters.store.cli_support import print_table
+    from cli.support import print_table
     from redis.exceptions import RedisError
 
-    from .streams import dead_letters, dead_stream
+    from adapters.signals.streams import dead_letters, dead_stream
     out = out or sys.stdout
-    r = _redis(environ)
+    settings = _settings(environ)
+    if settings is None:
+        return FAILED
+    stream_defaults(args, settings)
+    r = _redis(settings)
     if r is None:
         return FAILED
     try:
@@ -325,12 +346,16 @@ def cmd_dead_list(args, out=None, environ=None) -> int:
 def cmd_redrive(args, out=None, environ=None) -> int:
     from redis.exceptions import RedisError
 
-    from .streams import redrive
+    from adapters.signals.streams import redrive
     out = out or sys.stdout
     if not args.ids and not args.all:
         print("postsale: name dead-letter entry ids or --all", file=sys.stderr)
         return FAILED
-    r = _redis(environ)
+    settings = _settings(environ)
+    if settings is None:
+        return FAILED
+    stream_defaults(args, settings)
+    r = _redis(settings)
     if r is None:
         return FAILED
     try:

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_support import time_argument
+from cli.support import time_argument
 
 OK, FAILED, CHANGED = 0, 1, 2
 
@@ -37,8 +37,8 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from engine.language.flows import load_flow_dir
     from engine.replay import replay, report_text
 
-    from .cli_support import database_unusable, session_factory
-    from .decisions import DecisionStore
+    from cli.support import database_unusable, session_factory
+    from adapters.store.decisions import DecisionStore
     out = out or sys.stdout
     since = args.since
     if not 1 <= args.limit <= 1_000_000:

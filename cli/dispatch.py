@@ -7,33 +7,48 @@
     postsale outbox redrive ID [ID ...] | --all-dead
     postsale contact-policy check [FILE]
 
-They read DATABASE_URL (default: the embedded SQLite database), REDIS_URL (shared rate limits
-and contact counters), the tool catalog (POSTSALE_TOOLS_FILE or config/tools.yaml) and the
-contact policy (POSTSALE_CONTACT_POLICY_FILE or config/contact_policy.yaml). Worker tuning
-may also come from POSTSALE_WORKER_CONCURRENCY, POSTSALE_WORKER_POLL, POSTSALE_DISPATCH_LEASE,
-POSTSALE_BREAKER_THRESHOLD and POSTSALE_BREAKER_COOLDOWN.
+They read their settings through config/settings.py (docs/api.md, "Settings"): DATABASE_URL
+(default: the embedded SQLite database), REDIS_URL (shared rate limits and contact counters),
+the tool catalog (POSTSALE_TOOLS_FILE or config/tools.yaml) and the contact policy
+(POSTSALE_CONTACT_POLICY_FILE or config/contact_policy.yaml). A worker flag left out takes its
+setting: POSTSALE_WORKER_CONCURRENCY, POSTSALE_WORKER_POLL, POSTSALE_DISPATCH_LEASE,
+POSTSALE_BREAKER_THRESHOLD, POSTSALE_BREAKER_COOLDOWN, POSTSALE_WORKER_SWEEP.
 
-Exit codes: 0 done; 1 the catalog, policy or database does not load, or a re-drive was refused.
+Exit codes: 0 done; 1 a setting, the catalog, policy or database does not load, or a re-drive
+was refused.
 The worker stops on SIGTERM / SIGINT after the calls in flight finish.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
 
 from adapters.stopping import stop_on_signals
-from adapters.store.cli_support import database_unusable, print_table, session_factory
+from cli.support import database_unusable, print_table, session_factory
 
 OK, FAILED = 0, 1
 
 
-def _env_float(name, default):
-    raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
+# worker flag -> the Settings field it defaults to (None on the command line: not given)
+WORKER_DEFAULTS = {
+    "concurrency": "worker_concurrency",
+    "poll": "worker_poll_seconds",
+    "lease": "dispatch_lease_seconds",
+    "breaker_threshold": "breaker_threshold",
+    "breaker_cooldown": "breaker_cooldown_seconds",
+    "sweep_every": "worker_sweep_seconds",
+}
+
+
+def worker_defaults(args, settings) -> None:
+    """Fill the worker flags left out from the settings (read when the command runs, so a bad
+    variable is the worker's one-line error, not every command's traceback)."""
+    for flag, name in WORKER_DEFAULTS.items():
+        if getattr(args, flag, None) is None:
+            setattr(args, flag, getattr(settings, name))
 
 
 def add_subcommands(subparsers) -> None:
@@ -43,20 +58,21 @@ def add_subcommands(subparsers) -> None:
     mode.add_argument("--once", action="store_true", help="run what is due now (up to --limit rows), then exit")
     mode.add_argument("--drain", action="store_true",
                       help="run until no row is ready, retrying or running (waits out backoffs), then exit")
-    w.add_argument("--concurrency", type=int, default=int(_env_float("POSTSALE_WORKER_CONCURRENCY", 4)),
-                   help="rows in flight at once (threads; default 4)")
-    w.add_argument("--poll", type=float, default=_env_float("POSTSALE_WORKER_POLL", 1.0),
-                   help="seconds between looks when nothing is due (default 1)")
+    w.add_argument("--concurrency", type=int, default=None,
+                   help="rows in flight at once (threads; default: POSTSALE_WORKER_CONCURRENCY or 4)")
+    w.add_argument("--poll", type=float, default=None,
+                   help="seconds between looks when nothing is due (default: POSTSALE_WORKER_POLL or 1)")
     w.add_argument("--limit", type=int, default=1000, help="--once: at most this many rows (default 1000)")
-    w.add_argument("--lease", type=float, default=_env_float("POSTSALE_DISPATCH_LEASE", 30.0),
-                   help="seconds a claim holds beyond the tool's timeout (default 30)")
-    w.add_argument("--breaker-threshold", type=int, default=int(_env_float("POSTSALE_BREAKER_THRESHOLD", 5)),
-                   help="consecutive failures that open a tool's circuit (default 5)")
-    w.add_argument("--breaker-cooldown", type=float, default=_env_float("POSTSALE_BREAKER_COOLDOWN", 30.0),
-                   help="seconds a circuit stays open before one trial call (default 30)")
+    w.add_argument("--lease", type=float, default=None,
+                   help="seconds a claim holds beyond the tool's timeout (default: POSTSALE_DISPATCH_LEASE or 30)")
+    w.add_argument("--breaker-threshold", type=int, default=None,
+                   help="consecutive failures that open a tool's circuit (default: POSTSALE_BREAKER_THRESHOLD or 5)")
+    w.add_argument("--breaker-cooldown", type=float, default=None,
+                   help="seconds a circuit stays open before one trial call "
+                        "(default: POSTSALE_BREAKER_COOLDOWN or 30)")
     w.add_argument("--max-seconds", type=float, default=None, help="--drain: give up after this long")
-    w.add_argument("--sweep-every", type=float, default=_env_float("POSTSALE_WORKER_SWEEP", 30.0),
-                   help="seconds between sweeps for overdue approvals (default 30)")
+    w.add_argument("--sweep-every", type=float, default=None,
+                   help="seconds between sweeps for overdue approvals (default: POSTSALE_WORKER_SWEEP or 30)")
     w.add_argument("--no-evaluate", action="store_true",
                    help="do not run the debounced evaluations events schedule (another process does)")
     w.set_defaults(func=cmd_worker)
@@ -90,6 +106,16 @@ def _factory():
     return session_factory()
 
 
+def _settings():
+    """The settings, or None after one line on stderr naming the bad variable."""
+    from config.settings import SettingsError, from_env
+    try:
+        return from_env()
+    except SettingsError as exc:
+        print(f"postsale: {exc}", file=sys.stderr)
+        return None
+
+
 def _db_error(exc) -> int:
     return database_unusable(exc, "database", FAILED)
 
@@ -97,22 +123,25 @@ def _db_error(exc) -> int:
 _table = print_table
 
 
-def build_dispatcher(args, environ=None):
-    """Everything a worker needs, from the environment; raises on a bad catalog / policy."""
+def build_dispatcher(args, environ=None, settings=None):
+    """Everything a worker needs, from the settings (else `environ`, else the environment);
+    raises on a bad setting, catalog or policy. `environ` also holds the tools' credentials and
+    overrides (adapters/tools/registry.py)."""
     from adapters.store.db import make_engine, sessions
     from adapters.tools.registry import build_registry
     from config.settings import from_env
 
-    from .contact import load_contact_policy
-    from .dispatcher import Dispatcher
-    settings = from_env(environ)
-    policy = load_contact_policy()
+    from adapters.dispatch.contact import load_contact_policy
+    from adapters.dispatch.dispatcher import Dispatcher
+    settings = settings if settings is not None else from_env(environ)
+    worker_defaults(args, settings)
+    policy = load_contact_policy(settings.contact_policy_file)
     factory = sessions(make_engine(settings.database_url))
     redis = None
     if settings.redis_url:
         import redis as redis_lib
         redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=2)
-    registry = build_registry(session_factory=factory, environ=environ)
+    registry = build_registry(settings.tools_file, session_factory=factory, environ=environ)
     return Dispatcher(factory, registry, redis=redis, contact_policy=policy, lease_seconds=args.lease,
                       breaker_threshold=args.breaker_threshold, breaker_cooldown=args.breaker_cooldown)
 
@@ -124,10 +153,12 @@ def cmd_worker(args, out=None) -> int:
 
     from config.settings import SettingsError
     out = out or sys.stdout
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _settings()
+    if settings is None:
+        return FAILED
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        d = build_dispatcher(args)
+        d = build_dispatcher(args, settings=settings)
     except RulesetError as exc:
         for diag in exc.diagnostics:
             print(diag, file=sys.stderr)
@@ -181,7 +212,7 @@ def _work(d, args, stop: threading.Event, out) -> int:
 def _evaluations(stop: threading.Event, poll: float):
     """The debounced evaluations (service/evaluate.py) in a thread of the worker; None
     when the rules or triggers do not load (printed)."""
-    from adapters.signals.cli import _fail, _runtime
+    from cli.signals import _fail, _runtime
     from service.evaluate import Evaluator
     try:
         rt = _runtime()
@@ -204,7 +235,7 @@ def _approval_sweep():
     """Expire overdue approvals from the long-running worker too (adapters/store/approvals.py;
     safe from any number of workers), when that part is installed."""
     try:
-        from adapters.store.approvals_cli import build_store
+        from cli.approvals import build_store
         store = build_store()
     except Exception:  # noqa: BLE001 - no approvals part: nothing to sweep
         return None
@@ -229,7 +260,7 @@ def _pending(factory) -> bool:
 
 
 def cmd_list(args, out=None, factory=None) -> int:
-    from .outbox import list_rows
+    from adapters.dispatch.outbox import list_rows
     out = out or sys.stdout
     try:
         rows = list_rows(factory or _factory(), state=args.state, decision_id=args.decision, limit=args.limit)
@@ -247,7 +278,7 @@ def cmd_list(args, out=None, factory=None) -> int:
 
 
 def cmd_stats(args, out=None, factory=None) -> int:
-    from .outbox import stats
+    from adapters.dispatch.outbox import stats
     out = out or sys.stdout
     try:
         st = stats(factory or _factory())
@@ -262,7 +293,7 @@ def cmd_stats(args, out=None, factory=None) -> int:
 
 
 def cmd_redrive(args, out=None, factory=None) -> int:
-    from .outbox import redrive
+    from adapters.dispatch.outbox import redrive
     out = out or sys.stdout
     if not args.ids and not args.all_dead:
         print("postsale: name outbox row ids or --all-dead", file=sys.stderr)
@@ -296,10 +327,16 @@ def _actor() -> str:
 
 
 def cmd_policy_check(args, out=None) -> int:
-    from .contact import ContactPolicyError, load_contact_policy
+    from adapters.dispatch.contact import ContactPolicyError, load_contact_policy
     out = out or sys.stdout
+    file = args.file
+    if not file:
+        settings = _settings()
+        if settings is None:
+            return FAILED
+        file = settings.contact_policy_file
     try:
-        p = load_contact_policy(args.file)
+        p = load_contact_policy(file)
     except ContactPolicyError as exc:
         for d in exc.diagnostics:
             print(d, file=out)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
 from adapters.stopping import stop_on_signals
-from adapters.store.cli_support import time_argument
+from cli.support import time_argument
 
 OK, FAILED = 0, 1
 
@@ -53,7 +52,7 @@ def _fail(exc: Exception) -> int:
         for d in exc.diagnostics:
             print(d, file=sys.stderr)
         return FAILED
-    from adapters.store.cli_support import database_unusable
+    from cli.support import database_unusable
     return database_unusable(exc)
 
 
@@ -108,8 +107,13 @@ def cmd_evaluate(args, out=None) -> int:
     if not 0 <= args.ahead <= 366 * 86400 or args.poll <= 0:
         print("postsale: --ahead takes 0 to 31,622,400 seconds (a year) and --poll more than 0", file=sys.stderr)
         return FAILED
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from config.settings import SettingsError, from_env
+    try:
+        level = from_env().evaluate_log_level  # LOG_LEVEL, else WARNING: the JSON lines stay readable
+    except SettingsError as exc:
+        print(f"postsale: {exc}", file=sys.stderr)
+        return FAILED
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         rt = _runtime()
         rt.start()

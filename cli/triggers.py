@@ -24,7 +24,7 @@ def add_subcommands(subparsers) -> None:
 
 
 def cmd_check(args, out=None, err=None) -> int:
-    from .triggers import DEFAULT_PATH, RULES_DIR, TriggerError, display_path, load_triggers
+    from engine.signals.triggers import DEFAULT_PATH, RULES_DIR, TriggerError, display_path, load_triggers
     out, err = out or sys.stdout, err or sys.stderr
     path = Path(args.file) if args.file else DEFAULT_PATH
     try:

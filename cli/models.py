@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ScorerError
+from engine.scorers.errors import ScorerError
 
 OK, LOAD_ERROR = 0, 1
 
@@ -69,7 +69,7 @@ def _err(msg: str) -> int:
 def cmd_train(args, out=None) -> int:
     out = out or sys.stdout
     try:
-        from . import training
+        from engine.scorers import training
     except ImportError as exc:
         return _err(f"postsale models train needs scikit-learn and numpy ({exc}): "
                     "pip install -r requirements-dev.txt")
@@ -97,9 +97,9 @@ def cmd_train(args, out=None) -> int:
 
 def evaluate(artifact_path, data_path) -> dict:
     """Score every row of the CSV with the artifact (the serving path) and compute the metrics."""
-    from . import metrics
-    from .dataset import labels, read_csv
-    from .scorer import load
+    from engine.scorers import metrics
+    from engine.scorers.dataset import labels, read_csv
+    from engine.scorers.scorer import load
     scorer = load(artifact_path)
     records = read_csv(data_path)
     y = labels(records, scorer.target, data_path)
@@ -138,7 +138,7 @@ def cmd_evaluate(args, out=None) -> int:
 
 
 def cmd_list(args, out=None) -> int:
-    from .service import ModelRegistry
+    from engine.scorers.service import ModelRegistry
     out = out or sys.stdout
     d = Path(args.dir)
     if not d.is_dir():
@@ -161,7 +161,7 @@ def cmd_list(args, out=None) -> int:
 
 
 def cmd_generate(args, out=None) -> int:
-    from . import synthetic
+    from engine.scorers import synthetic
     if args.rows < 0:
         return _err("--rows must be >= 0")
     if args.out == "-":

@@ -8,7 +8,7 @@ import sys
 def session_factory(environ=None):
     from config.settings import from_env
 
-    from .db import make_engine, sessions
+    from adapters.store.db import make_engine, sessions
     return sessions(make_engine(from_env(environ).database_url))
 
 

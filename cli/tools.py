@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from adapters.store.cli_support import database_unusable, print_table, session_factory
+from cli.support import database_unusable, print_table, session_factory
 
 OK, LOAD_ERROR = 0, 1
 
@@ -76,10 +76,18 @@ def _db_error(exc, out=None) -> int:
 
 
 def cmd_tools_check(args, out=None) -> int:
-    from .catalog import CatalogError, load_catalog
+    from adapters.tools.catalog import CatalogError, load_catalog
+    from config.settings import SettingsError, from_env
     out = out or sys.stdout
+    file = args.file
+    if not file:
+        try:
+            file = from_env().tools_file  # None: config/tools.yaml
+        except SettingsError as exc:
+            print(f"postsale: {exc}", file=sys.stderr)
+            return LOAD_ERROR
     try:
-        catalog = load_catalog(args.file)
+        catalog = load_catalog(file)
     except CatalogError as exc:
         for d in exc.diagnostics:
             print(d, file=out)
@@ -108,7 +116,7 @@ def _summary(data: dict) -> str:
 
 
 def cmd_show(args, out=None, factory=None) -> int:
-    from .sandbox import list_records
+    from adapters.tools.sandbox import list_records
     out = out or sys.stdout
     try:
         rows = list_records(factory or _factory(), kind=args.kind, account=args.account, tool=args.tool,
@@ -124,7 +132,7 @@ def cmd_show(args, out=None, factory=None) -> int:
 
 
 def cmd_calls(args, out=None, factory=None) -> int:
-    from .sandbox import list_calls
+    from adapters.tools.sandbox import list_calls
     out = out or sys.stdout
     try:
         rows = list_calls(factory or _factory(), tool=args.tool, key=args.key, limit=args.limit)
@@ -139,7 +147,7 @@ def cmd_calls(args, out=None, factory=None) -> int:
 
 
 def cmd_fail(args, out=None, factory=None) -> int:
-    from .sandbox import add_fault
+    from adapters.tools.sandbox import add_fault
     out = out or sys.stdout
     try:
         f = add_fault(factory or _factory(), args.tool, args.error, action=args.action,
@@ -153,7 +161,7 @@ def cmd_fail(args, out=None, factory=None) -> int:
 
 
 def cmd_faults(args, out=None, factory=None) -> int:
-    from .sandbox import list_faults
+    from adapters.tools.sandbox import list_faults
     out = out or sys.stdout
     try:
         rows = list_faults(factory or _factory())
@@ -167,7 +175,7 @@ def cmd_faults(args, out=None, factory=None) -> int:
 
 
 def cmd_reset(args, out=None, factory=None) -> int:
-    from .sandbox import reset
+    from adapters.tools.sandbox import reset
     out = out or sys.stdout
     if not args.yes:
         print("postsale: sandbox reset deletes the simulated state; add --yes", file=sys.stderr)

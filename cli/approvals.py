@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli_support import database_unusable
+from cli.support import database_unusable
 
 OK, LOAD_ERROR = 0, 1
 
@@ -42,12 +42,13 @@ def build_store(environ=None, factory=None):
     flows recorded in the database (edits are an API matter, but reading limits needs them)."""
     from config.settings import from_env
 
-    from .approvals import ApprovalStore, RecordedFlows, escalation_target
-    from .db import make_engine, sessions
+    from adapters.store.approvals import ApprovalStore, RecordedFlows, escalation_target
+    from adapters.store.db import make_engine, sessions
     settings = from_env(environ)
     if factory is None:
         factory = sessions(make_engine(settings.database_url))
-    return ApprovalStore(factory, flows=RecordedFlows(factory), escalate_to=escalation_target(settings, environ))
+    return ApprovalStore(factory, flows=RecordedFlows(factory), escalate_to=escalation_target(settings),
+                         settings=settings)
 
 
 def _db_error(exc) -> int:

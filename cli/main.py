@@ -10,13 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import FactsError, DecisionError, RulesetError
+from engine.errors import FactsError, DecisionError, RulesetError
 
 OK, LOAD_ERROR, FAILED = 0, 1, 2
 
 
 def _flows(paths):
-    from .language.flows import discover
+    from engine.language.flows import discover
     found = discover(paths or ["rules"])
     if not found:
         print(f"postsale: no flow.yaml under {', '.join(map(str, paths or ['rules']))}", file=sys.stderr)
@@ -24,8 +24,8 @@ def _flows(paths):
 
 
 def cmd_check(args) -> int:
-    from .compile.durable import compile_flow
-    from .language.flows import flow_summary, load_flow_dir
+    from engine.compile.durable import compile_flow
+    from engine.language.flows import flow_summary, load_flow_dir
     dirs = _flows(args.paths)
     if not dirs:
         return LOAD_ERROR
@@ -47,28 +47,37 @@ def cmd_check(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from .harness.suite import run_suite
+    from engine.harness.suite import run_suite
     return run_suite(args.paths, coverage=args.coverage, fail_under=args.fail_under, junit=args.junit_xml,
                      verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout)
 
 
-def cmd_explain(args) -> int:
-    from .decide import Decider
-    from .explain import explain_text
-    from .language.flows import load_flow_dir
+def _read_facts(path: str):
+    """The facts in a JSON file (or the `facts` of a decision request); None, with the
+    problem printed as file:line:col, when the file does not read."""
     try:
-        facts = json.loads(Path(args.facts).read_text(encoding="utf-8"))
+        facts = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        print(f"{args.facts}: {exc.strerror}", file=sys.stderr)
-        return LOAD_ERROR
+        print(f"{path}: {exc.strerror}", file=sys.stderr)
+        return None
     except json.JSONDecodeError as exc:
-        print(f"{args.facts}:{exc.lineno}:{exc.colno}: json: {exc.msg}", file=sys.stderr)
-        return LOAD_ERROR
+        print(f"{path}:{exc.lineno}:{exc.colno}: json: {exc.msg}", file=sys.stderr)
+        return None
     if isinstance(facts, dict) and "facts" in facts and "account" not in facts:
         facts = facts["facts"]
+    return facts
+
+
+def cmd_explain(args) -> int:
+    from engine.decide import Decider
+    from engine.explain import explain_text
+    from engine.language.flows import load_flow_dir
+    facts = _read_facts(args.facts)
+    if facts is None:
+        return LOAD_ERROR
     flow_dir = Path(args.rules) / args.flow
     if not (flow_dir / "flow.yaml").is_file():
-        from .language.flows import discover
+        from engine.language.flows import discover
         known = ", ".join(p.name for p in discover([args.rules])) or "none"
         print(f"postsale: no flow '{args.flow}' in {args.rules} (flows: {known})", file=sys.stderr)
         return LOAD_ERROR
@@ -92,6 +101,47 @@ def cmd_explain(args) -> int:
         print(json.dumps(decision, indent=2, sort_keys=True))
     else:
         sys.stdout.write(explain_text(decision))
+    return OK
+
+
+def cmd_decide(args) -> int:
+    """The decide use case from the command line: what POST /v1/decisions does, recorded in
+    DATABASE_URL (or a dry run), with the planned actions left to `postsale worker`."""
+    from service.bootstrap import bootstrap
+    from service.decide import DecideCommand, decide, request_hash
+    from service.errors import DecisionFailed, InvalidRequest, ServiceError
+    facts = _read_facts(args.facts)
+    if not isinstance(facts, dict):
+        if facts is not None:
+            print(f"{args.facts}: $: the facts must be a JSON object", file=sys.stderr)
+        return LOAD_ERROR
+    try:
+        rt = bootstrap()
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a stack trace
+        print(f"postsale: the runtime does not start: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return LOAD_ERROR
+    try:
+        done = decide(rt, DecideCommand(facts=facts, flow=args.flow, dry_run=args.dry_run,
+                                        context={"source": "cli"}, request_hash=request_hash(facts)))
+    except InvalidRequest as exc:
+        for p in exc.problems:
+            print(f"{args.facts}: {p['path']}: {p['message']}", file=sys.stderr)
+        return LOAD_ERROR
+    except DecisionFailed as exc:
+        print(f"decision failed: {exc}", file=sys.stderr)
+        return FAILED
+    except ServiceError as exc:
+        print(f"postsale: {exc}", file=sys.stderr)
+        return LOAD_ERROR
+    finally:
+        rt.close()
+    if args.json:
+        print(json.dumps(done.body, indent=2, sort_keys=True))
+    else:
+        b = done.body
+        offers = ", ".join(f"{o['offer']} ({o['discount']}% off)" for o in b["offers"]) or "none"
+        print(f"decision {b['id'] or '(dry run)'}: {b['status']}; offers: {offers}; "
+              f"actions: {', '.join(a['type'] for a in b['actions']) or 'none'}")
     return OK
 
 
@@ -138,7 +188,7 @@ def activate_rules() -> int:
 def check_triggers() -> int:
     """Refuse to serve with triggers that do not load: events would be stored and never acted on."""
     from config.settings import from_env
-    from .signals.triggers import TriggerError, load_triggers
+    from engine.signals.triggers import TriggerError, load_triggers
     settings = from_env()
     try:
         triggers = load_triggers(settings.triggers_file, settings.rules_dir)
@@ -152,22 +202,25 @@ def check_triggers() -> int:
 
 
 def cmd_serve(args) -> int:
-    """Migrate, make sure there is an API key, then hand over to gunicorn."""
+    """Migrate, make sure there is an API key, then hand over to gunicorn (config/gunicorn.conf.py,
+    which reads its own settings the same way)."""
     import os
     from api.auth import development_key
-    if cmd_migrate(args) != OK:
+    from config.settings import from_env
+    if cmd_migrate(args) != OK:  # a bad setting stops here, in one line
         return LOAD_ERROR
     if activate_rules() != OK:
         return LOAD_ERROR
     if check_triggers() != OK:
         return LOAD_ERROR
-    if not os.environ.get("POSTSALE_API_KEYS") and not os.environ.get("POSTSALE_API_KEYS_FILE"):
+    settings = from_env()
+    if not settings.api_keys and settings.api_keys_file is None:
         key = development_key()
+        # the gunicorn workers read their settings from the environment: hand the key over there
         os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin", "ingest"]})
         print(f"development API key (all scopes, this run only): {key}")
         print(f"  export POSTSALE_KEY={key}")
-    port = os.environ.get("PORT", "8000")
-    print(f"serving on http://127.0.0.1:{port}  (docs: /docs, health: /healthz)", flush=True)
+    print(f"serving on http://{settings.host}:{settings.port}  (docs: /docs, health: /healthz)", flush=True)
     root = Path(__file__).resolve().parent.parent
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     os.chdir(root)
@@ -195,27 +248,33 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--rules", default="rules", help="the rules folder (default: rules)")
     e.add_argument("--json", action="store_true", help="the full decision as JSON")
     e.set_defaults(func=cmd_explain)
+    dc = sub.add_parser("decide", help="decide for one account and record it (DATABASE_URL), as the API does")
+    dc.add_argument("facts", help="a JSON file with the account's facts (or a decision request)")
+    dc.add_argument("--flow", default=None, help="the flow (default: POSTSALE_DEFAULT_FLOW, renewal)")
+    dc.add_argument("--dry-run", action="store_true", help="decide without recording")
+    dc.add_argument("--json", action="store_true", help="the answer as POST /v1/decisions gives it")
+    dc.set_defaults(func=cmd_decide)
     m = sub.add_parser("migrate", help="bring the database (DATABASE_URL) to the newest schema")
     m.set_defaults(func=cmd_migrate)
     sv = sub.add_parser("serve", help="migrate, then serve the HTTP API through gunicorn (PORT, default 8000)")
     sv.set_defaults(func=cmd_serve)
-    from .scorers.cli import add_subcommands as add_model_commands
+    from cli.models import add_subcommands as add_model_commands
     add_model_commands(sub)
-    from adapters.tools.cli import add_subcommands as add_tool_commands
+    from cli.tools import add_subcommands as add_tool_commands
     add_tool_commands(sub)
-    from adapters.dispatch.cli import add_subcommands as add_dispatch_commands
+    from cli.dispatch import add_subcommands as add_dispatch_commands
     add_dispatch_commands(sub)
-    from adapters.store.approvals_cli import add_subcommands as add_approval_commands
+    from cli.approvals import add_subcommands as add_approval_commands
     add_approval_commands(sub)
-    from adapters.signals.cli import add_subcommands as add_signal_commands
+    from cli.signals import add_subcommands as add_signal_commands
     add_signal_commands(sub)
-    from adapters.signals.streams_cli import add_subcommands as add_stream_commands
+    from cli.streams import add_subcommands as add_stream_commands
     add_stream_commands(sub)
-    from .signals.cli import add_subcommands as add_trigger_commands
+    from cli.triggers import add_subcommands as add_trigger_commands
     add_trigger_commands(sub)
-    from adapters.store.kpis_cli import add_subcommands as add_kpi_commands
+    from cli.kpis import add_subcommands as add_kpi_commands
     add_kpi_commands(sub)
-    from adapters.store.replay_cli import add_subcommands as add_replay_commands
+    from cli.replay import add_subcommands as add_replay_commands
     add_replay_commands(sub)
     return p
 
