@@ -3,7 +3,8 @@
 Approvers (scope `approve`) see decisions held for a human and release or cancel their actions.
 The key that asked for a decision cannot decide its approval; a rejection needs a comment; an
 approver may lower or raise an offer's discount within the guardrails' limit. The work is in
-adapters/store/approvals.py; this module parses, authorises and maps refusals to problems.
+adapters/store/approvals.py, the use cases in service/approvals.py; this module parses,
+authorises and maps refusals to problems.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import re
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import ValidationError
 
-from adapters.store.approvals import (ApprovalNotFound, ApprovalStore, CommentRequired, EditRefused, NotPending,
-                                      RecordedFlows, SelfApproval, escalation_target)
+from adapters.store.approvals import ApprovalNotFound, CommentRequired, EditRefused, NotPending, SelfApproval
+from service.approvals import Approvals
 
 from .auth import require
 from .body import read_json
@@ -27,18 +28,11 @@ _reject = RejectRequest()
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def store() -> ApprovalStore:
-    """One store per app, built on first use from the runtime (its database and live flows)."""
+def approvals() -> Approvals:
+    """The approval use cases of this app's runtime, built on first use (the console shares them)."""
     ext = current_app.extensions
     if "postsale.approvals" not in ext:
-        rt = ext["postsale"]
-
-        def live(name):
-            d = rt.decider(name)
-            return d.flow if d is not None else None
-
-        ext["postsale.approvals"] = ApprovalStore(rt.factory, flows=RecordedFlows(rt.factory, live=live),
-                                                  escalate_to=escalation_target(rt.settings), settings=rt.settings)
+        ext["postsale.approvals"] = Approvals(ext["postsale"])
     return ext["postsale.approvals"]
 
 
@@ -64,7 +58,7 @@ def _dict_paths(errors: list[dict]) -> list[dict]:
     return sorted(out, key=lambda e: e["path"])
 
 
-def _refusal(exc) -> Problem:
+def refusal(exc) -> Problem:
     if isinstance(exc, ApprovalNotFound):
         return Problem(404, "Not found", str(exc))
     if isinstance(exc, SelfApproval):
@@ -106,7 +100,7 @@ def list_approvals():
         q = _query.load(request.args.to_dict())
     except ValidationError as err:
         raise invalid(error_paths(err, "query")) from None
-    items = store().list(q["status"], q["queue"], q["limit"] + 1, q["after"])
+    items = approvals().list(q["status"], q["queue"], q["limit"] + 1, q["after"])
     more = len(items) > q["limit"]
     items = items[: q["limit"]]
     return jsonify({"items": items, "next": items[-1]["id"] if more else None})
@@ -125,7 +119,7 @@ def get_approval(approval_id: str):
         200: {description: "the item, its decision's explanation, each action's current state, the discount limits and the events", content: {application/json: {schema: ApprovalItem}}}
         404: {description: no such approval, content: {application/problem+json: {schema: Problem}}}
     """
-    item = store().get(_known(approval_id))
+    item = approvals().get(_known(approval_id))
     if item is None:
         raise Problem(404, "Not found", f"no approval {approval_id}")
     return jsonify(item)
@@ -146,7 +140,7 @@ def approve(approval_id: str):
           application/json:
             schema: ApproveRequest
       responses:
-        200: {description: approved; the actions are ready for the dispatcher, content: {application/json: {schema: ApprovalItem}}}
+        200: {description: "approved: the released actions run inline within POSTSALE_INLINE_DISPATCH_MS (the outbox states say how far they got); the workers take the rest", content: {application/json: {schema: ApprovalItem}}}
         400: {description: bad body, every problem by path, content: {application/problem+json: {schema: Problem}}}
         403: {description: "the key lacks the approve scope, or it asked for this decision", content: {application/problem+json: {schema: Problem}}}
         404: {description: no such approval, content: {application/problem+json: {schema: Problem}}}
@@ -156,9 +150,9 @@ def approve(approval_id: str):
     approval_id = _known(approval_id)
     body = _body(_approve)
     try:
-        item = store().approve(approval_id, g.api_key_id, comment=body["comment"], edits=body["edits"])
+        item = approvals().approve(approval_id, g.api_key_id, comment=body["comment"], edits=body["edits"])
     except (ApprovalNotFound, SelfApproval, NotPending, EditRefused) as exc:
-        raise _refusal(exc) from None
+        raise refusal(exc) from None
     return jsonify(item)
 
 
@@ -186,7 +180,7 @@ def reject(approval_id: str):
     approval_id = _known(approval_id)
     body = _body(_reject)
     try:
-        item = store().reject(approval_id, g.api_key_id, body["comment"])
+        item = approvals().reject(approval_id, g.api_key_id, body["comment"])
     except (ApprovalNotFound, SelfApproval, NotPending, CommentRequired) as exc:
-        raise _refusal(exc) from None
+        raise refusal(exc) from None
     return jsonify(item)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from adapters.store.kpis import KpiQuery, compute
+from service.kpis import KpiQuery, kpis as read_kpis
 
 from adapters import metrics
 from .auth import require
@@ -62,6 +62,4 @@ def kpis():
         401: {description: no or unknown API key, content: {application/problem+json: {schema: Problem}}}
         403: {description: the key lacks the read scope, content: {application/problem+json: {schema: Problem}}}
     """
-    q = parse(request.args)
-    with current_app.extensions["postsale"].factory() as s:
-        return jsonify(compute(s, q))
+    return jsonify(read_kpis(current_app.extensions["postsale"], parse(request.args)))

@@ -180,11 +180,15 @@ class ApprovalStore:
 
     # ---- reading ----
     def list(self, state: str | None = "pending", queue: str | None = None, limit: int = 50,
-             after: str | None = None, at=None) -> list[dict]:
+             after: str | None = None, at=None, account: str | None = None) -> list[dict]:
         """Newest first; `state` is the effective state (overdue pending items are expired);
-        None or 'all' lists every state. `after` is the last id of the previous page."""
+        None or 'all' lists every state. `after` is the last id of the previous page; `account`
+        keeps the items of account ids that contain it."""
         at = at or utcnow()
         q = select(Approval)
+        if account:
+            q = q.join(Decision, Decision.id == Approval.decision_id).where(
+                Decision.account_id.contains(account, autoescape=True))
         if state == "pending":
             q = q.where(Approval.state == "pending", Approval.expires_at > at)
         elif state == "expired":
@@ -292,6 +296,17 @@ class ApprovalStore:
             if item is not None:
                 done.append(item)
         return done
+
+    def pending_queues(self, at=None) -> dict:
+        """How many items wait in each queue (an item routed to two queues counts in both)."""
+        at = at or utcnow()
+        with self.factory() as s:
+            rows = s.scalars(select(Approval.queues).where(Approval.state == "pending", Approval.expires_at > at))
+            out: dict = {}
+            for queues in rows:
+                for name in queues or []:
+                    out[name] = out.get(name, 0) + 1
+        return dict(sorted(out.items()))
 
     def counts(self, at=None) -> dict:
         """Items per effective state (for the CLI and metrics)."""

@@ -87,15 +87,22 @@ def test_listing_by_status_and_queue_newest_first(client):
 
 
 # ---- approve ----
-def test_approve_releases_the_actions_exactly_once(client, factory):
+def released(settings) -> str:
+    """What an approved action is once the approval answers: run inline within the budget (the
+    embedded default), or ready for the workers (PostgreSQL's default budget is 0)."""
+    return "done" if settings.inline_dispatch_budget_ms > 0 else "ready"
+
+
+def test_approve_releases_the_actions_exactly_once(client, factory, settings):
     d, item = held(client, high_risk())
     r = approve(client, item["id"], {"comment": "spoke to the CSM, go ahead"})
     assert r.status_code == 200, r.json
     assert r.json["state"] == "approved" and r.json["decided_by"] == key_id("k-approve")
     assert r.json["comment"] == "spoke to the CSM, go ahead" and r.json["decided_at"]
     rows = outbox(factory, d["id"])
-    assert [x.state for x in rows] == ["ready", "ready"]
-    assert all(x.next_attempt_at is not None and x.updated_at is not None for x in rows)
+    assert [x.state for x in rows] == [released(settings)] * 2
+    assert [o["state"] for o in r.json["outbox"]] == [released(settings)] * 2
+    assert all(x.updated_at is not None and (x.state != "ready" or x.next_attempt_at is not None) for x in rows)
 
     again = approve(client, item["id"], key="k-approve-2")
     assert again.status_code == 409 and again.json["state"] == "approved"
@@ -110,10 +117,12 @@ def test_approve_releases_the_actions_exactly_once(client, factory):
     assert entry.kind == "approval.approved" and entry.detail["decision_id"] == d["id"]
     # the decision's own record shows the verdict
     record = client.get(f"/v1/decisions/{d['id']}", headers=auth("k-read")).json
-    assert [e["type"] for e in record["events"]] == ["decided", "approval.approved"]
+    kinds = [e["type"] for e in record["events"]]
+    assert kinds[:2] == ["decided", "approval.approved"]
+    assert kinds[2:] == (["action.started", "action.done"] * 2 if released(settings) == "done" else [])
 
 
-def test_two_approvers_at_once_one_wins(app, factory):
+def test_two_approvers_at_once_one_wins(app, factory, settings):
     d, item = held(app.test_client(), high_risk())
     barrier = threading.Barrier(2)
     statuses = []
@@ -130,7 +139,7 @@ def test_two_approvers_at_once_one_wins(app, factory):
         t.join(timeout=30)
     assert sorted(statuses) == [200, 409]
     assert len(events(factory, d["id"])) == 1
-    assert [x.state for x in outbox(factory, d["id"])] == ["ready", "ready"]
+    assert [x.state for x in outbox(factory, d["id"])] == [released(settings)] * 2
 
 
 def test_store_approves_once_under_many_threads(app, factory):
@@ -270,7 +279,7 @@ def test_expire_command(client, factory, settings):
 
 
 # ---- discount edits ----
-def test_discount_edit_within_the_cap_goes_out_with_the_quote(client, factory):
+def test_discount_edit_within_the_cap_goes_out_with_the_quote(client, factory, settings):
     d, item = held(client, deal_desk())
     assert item["queues"] == ["deal_desk"]
     detail = client.get(f"/v1/approvals/{item['id']}", headers=auth()).json
@@ -281,7 +290,7 @@ def test_discount_edit_within_the_cap_goes_out_with_the_quote(client, factory):
     quote, outreach = outbox(factory, d["id"])
     assert quote.action_type == "create_quote" and quote.params == {"offer": "renewal_36m", "account": "acme-002",
                                                                      "discount": 18}
-    assert quote.state == outreach.state == "ready" and "discount" not in outreach.params
+    assert quote.state == outreach.state == released(settings) and "discount" not in outreach.params
     (ev,) = events(factory, d["id"])
     assert ev.payload["edits"]["offers"]["renewal_36m"]["discount"] == 18
     assert audits(factory, item["id"])[0].detail["edits"] == r.json["edits"]
