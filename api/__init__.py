@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
         runtime = bootstrap(settings, watch=True)
     app.extensions["postsale"] = runtime
 
-    from . import approvals, decisions, events, kpis, ops, outcomes, rulesets
+    from . import approvals, decisions, events, kpis, ops, outcomes, reference, rulesets
     app.register_blueprint(decisions.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(outcomes.bp)
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     app.register_blueprint(rulesets.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(approvals.bp)
+    app.register_blueprint(reference.bp)
     from .openapi import build
     app.extensions["postsale.openapi"] = build(app)
 

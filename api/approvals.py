@@ -92,7 +92,7 @@ def list_approvals():
         - {in: query, name: after, schema: {type: string}, description: the 'next' value of the previous page}
       responses:
         200: {description: a page, content: {application/json: {schema: ApprovalPage}}}
-        400: {description: bad query, every problem by path, content: {application/problem+json: {schema: Problem}}}
+        400: {description: "bad query, every problem by path", content: {application/problem+json: {schema: Problem}}}
         401: {description: no or unknown API key, content: {application/problem+json: {schema: Problem}}}
         403: {description: the key lacks the approve scope, content: {application/problem+json: {schema: Problem}}}
     """
@@ -139,9 +139,10 @@ def approve(approval_id: str):
         content:
           application/json:
             schema: ApproveRequest
+            example: {comment: "spoke to the CSM, go ahead", edits: {offers: {renewal_36m: {discount: 18}}}}
       responses:
         200: {description: "approved: the released actions run inline within POSTSALE_INLINE_DISPATCH_MS (the outbox states say how far they got); the workers take the rest", content: {application/json: {schema: ApprovalItem}}}
-        400: {description: bad body, every problem by path, content: {application/problem+json: {schema: Problem}}}
+        400: {description: "bad body, every problem by path", content: {application/problem+json: {schema: Problem}}}
         403: {description: "the key lacks the approve scope, or it asked for this decision", content: {application/problem+json: {schema: Problem}}}
         404: {description: no such approval, content: {application/problem+json: {schema: Problem}}}
         409: {description: "already approved, rejected or expired (`state` says which); nothing changed", content: {application/problem+json: {schema: Problem}}}
@@ -170,6 +171,7 @@ def reject(approval_id: str):
         content:
           application/json:
             schema: RejectRequest
+            example: {comment: "the account is moving to a competitor; no offer this quarter"}
       responses:
         200: {description: rejected; the actions are cancelled, content: {application/json: {schema: ApprovalItem}}}
         400: {description: "no comment, or a bad body: every problem by path", content: {application/problem+json: {schema: Problem}}}

@@ -50,12 +50,12 @@ def decide():
             schema: DecisionRequest
       responses:
         201: {description: decided and recorded, content: {application/json: {schema: DecisionResponse}}}
-        200: {description: a dry run, or a replay of an earlier response, content: {application/json: {schema: DecisionResponse}}}
+        200: {description: "a dry run, or a replay of an earlier response", content: {application/json: {schema: DecisionResponse}}}
         400: {description: every problem by JSON path, content: {application/problem+json: {schema: Problem}}}
         401: {description: no or unknown API key, content: {application/problem+json: {schema: Problem}}}
         403: {description: the key lacks the decide scope, content: {application/problem+json: {schema: Problem}}}
         413: {description: body too large, content: {application/problem+json: {schema: Problem}}}
-        422: {description: idempotency key reused with another body, or the rules could not decide, content: {application/problem+json: {schema: Problem}}}
+        422: {description: "idempotency key reused with another body, or the rules could not decide", content: {application/problem+json: {schema: Problem}}}
     """
     rt = _runtime()
     payload = read_json()

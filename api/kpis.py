@@ -58,7 +58,7 @@ def kpis():
         - {in: query, name: period, schema: {type: string, enum: [day, week, month]}, description: "the buckets when grouping by period (UTC; weeks start on Monday); default month"}
       responses:
         200: {description: "each group's key, decisions and KPIs, every KPI with its numerator and denominator or sample size; null when there is no data", content: {application/json: {schema: KpiAnswer}}}
-        400: {description: bad query, every problem by path, content: {application/problem+json: {schema: Problem}}}
+        400: {description: "bad query, every problem by path", content: {application/problem+json: {schema: Problem}}}
         401: {description: no or unknown API key, content: {application/problem+json: {schema: Problem}}}
         403: {description: the key lacks the read scope, content: {application/problem+json: {schema: Problem}}}
     """

@@ -1,6 +1,9 @@
 """The OpenAPI 3 document, generated from the marshmallow schemas and the views' docstrings."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_operations_from_docstring
@@ -11,6 +14,11 @@ DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history",
               "rulesets.reload", "rulesets.list_models", "approvals.list_approvals", "approvals.get_approval",
               "approvals.approve", "approvals.reject", "events.ingest", "events.features", "events.events",
               "events.rebuild", "outcomes.record_outcomes", "outcomes.decision_outcomes", "kpis.kpis")
+
+# request bodies shown with the files the README walks through, so the reference and the
+# quick start never disagree
+EXAMPLES = {"decisions.decide": "decision-request.json", "events.ingest": "events.json"}
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 
 def build(app) -> dict:
@@ -28,6 +36,9 @@ def build(app) -> dict:
         ops = load_operations_from_docstring(view.__doc__ or "")
         for op in ops.values():
             op.setdefault("security", [{"bearer": []}])
+            if endpoint in EXAMPLES:
+                example = json.loads((EXAMPLES_DIR / EXAMPLES[endpoint]).read_text(encoding="utf-8"))
+                op["requestBody"]["content"]["application/json"]["example"] = example
         path = rule.rule.replace("<", "{").replace(">", "}")
         spec.path(path=path, operations=ops)
     return spec.to_dict()

@@ -1,4 +1,5 @@
-"""Operations: liveness, readiness, Prometheus metrics, the OpenAPI document and its docs."""
+"""Operations: liveness, readiness, Prometheus metrics and the OpenAPI document (its browsable
+reference is api/reference.py)."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -42,21 +43,3 @@ def prometheus():
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(current_app.extensions["postsale.openapi"])
-
-
-DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>postsale API</title>
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-code,pre{background:#f4f4f4;padding:.1rem .3rem}h2{border-top:1px solid #ddd;padding-top:1rem}</style></head>
-<body><h1>postsale API</h1><p>The machine-readable document is <a href="/openapi.json">/openapi.json</a>.</p>
-<div id="ops"></div><script>
-fetch('/openapi.json').then(r=>r.json()).then(spec=>{const el=document.getElementById('ops');
-for(const [path,ops] of Object.entries(spec.paths)){for(const [m,op] of Object.entries(ops)){
-const h=document.createElement('h2');h.textContent=m.toUpperCase()+' '+path;el.appendChild(h);
-const p=document.createElement('p');p.textContent=op.summary||'';el.appendChild(p);
-const pre=document.createElement('pre');pre.textContent=JSON.stringify(op.responses,null,1);el.appendChild(pre);}}});
-</script></body></html>"""
-
-
-@bp.get("/docs")
-def docs():
-    return Response(DOCS, mimetype="text/html")

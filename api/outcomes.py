@@ -48,6 +48,7 @@ def record_outcomes():
           application/json:
             schema:
               oneOf: [{$ref: '#/components/schemas/OutcomeRequest'}, {$ref: '#/components/schemas/OutcomeBatch'}]
+            example: {id: "crm-renewal-7781", decision_id: "01a2358a3198ae2cc2904da375c0a6d4", type: renewed, amount: 201600, occurred_at: "2027-01-20T09:30:00Z"}
       responses:
         201: {description: "recorded: the record, or {outcomes: [...]} for a batch", content: {application/json: {schema: OutcomeRecord}}}
         200: {description: "every item was recorded before with the same id and body: the stored records (Idempotent-Replayed: true)", content: {application/json: {schema: OutcomeRecord}}}
