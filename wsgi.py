@@ -1,5 +1,2 @@
-"""gunicorn entry point: `gunicorn -c config/gunicorn.conf.py wsgi:app`."""
-from api import create_app
-
-app = create_app()
-app.extensions["postsale"].start_evaluations()
+"""gunicorn entry point from a checkout: `gunicorn -c config/gunicorn.conf.py wsgi:app`."""
+from api.wsgi import app  # noqa: F401

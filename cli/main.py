@@ -17,9 +17,11 @@ OK, LOAD_ERROR, FAILED = 0, 1, 2
 
 def _flows(paths):
     from engine.language.flows import discover
-    found = discover(paths or ["rules"])
+    from cli.support import rules_dir
+    paths = paths or [rules_dir()]
+    found = discover(paths)
     if not found:
-        print(f"postsale: no flow.yaml under {', '.join(map(str, paths or ['rules']))}", file=sys.stderr)
+        print(f"postsale: no flow.yaml under {', '.join(map(str, paths))}", file=sys.stderr)
     return found
 
 
@@ -48,7 +50,8 @@ def cmd_check(args) -> int:
 
 def cmd_test(args) -> int:
     from engine.harness.suite import run_suite
-    return run_suite(args.paths, coverage=args.coverage, fail_under=args.fail_under, junit=args.junit_xml,
+    from cli.support import rules_dir
+    return run_suite(args.paths or [rules_dir()], coverage=args.coverage, fail_under=args.fail_under, junit=args.junit_xml,
                      verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout)
 
 
@@ -75,6 +78,8 @@ def cmd_explain(args) -> int:
     facts = _read_facts(args.facts)
     if facts is None:
         return LOAD_ERROR
+    from cli.support import rules_dir
+    args.rules = args.rules or rules_dir()
     flow_dir = Path(args.rules) / args.flow
     if not (flow_dir / "flow.yaml").is_file():
         from engine.language.flows import discover
@@ -221,20 +226,20 @@ def cmd_serve(args) -> int:
         print(f"development API key (all scopes, this run only): {key}")
         print(f"  export POSTSALE_KEY={key}")
     print(f"serving on http://{settings.host}:{settings.port}  (docs: /docs, health: /healthz)", flush=True)
-    root = Path(__file__).resolve().parent.parent
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    os.chdir(root)
-    os.execv(gunicorn, [gunicorn, "-c", str(root / "config" / "gunicorn.conf.py"), "wsgi:app"])
+    # from the caller's folder, so relative paths in the settings mean what they meant to migrate
+    import config
+    conf = Path(config.__file__).resolve().parent / "gunicorn.conf.py"
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf), "api.wsgi:app"])
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="postsale", description="Post-sale revenue decisions: rules, tests, explanations.")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate and compile rulesets; compiler-style errors")
-    c.add_argument("paths", nargs="*", help="flow directories or folders holding them (default: rules)")
+    c.add_argument("paths", nargs="*", help="flow directories or folders holding them (default: POSTSALE_RULES)")
     c.set_defaults(func=cmd_check)
     t = sub.add_parser("test", help="run the YAML test cases beside the rules")
-    t.add_argument("paths", nargs="*")
+    t.add_argument("paths", nargs="*", help="flow directories or folders holding them (default: POSTSALE_RULES)")
     t.add_argument("--coverage", action="store_true", help="report rules, conditions and table rows not exercised")
     t.add_argument("--fail-under", type=float, default=None, metavar="N", help="exit 2 when coverage is below N%%")
     t.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report")
@@ -245,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="one decision with its trace")
     e.add_argument("facts", help="a JSON file with the account's facts (or a decision request)")
     e.add_argument("--flow", default="renewal")
-    e.add_argument("--rules", default="rules", help="the rules folder (default: rules)")
+    e.add_argument("--rules", help="the rules folder (default: POSTSALE_RULES)")
     e.add_argument("--json", action="store_true", help="the full decision as JSON")
     e.set_defaults(func=cmd_explain)
     dc = sub.add_parser("decide", help="decide for one account and record it (DATABASE_URL), as the API does")
@@ -280,11 +285,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from config.settings import SettingsError
     args = parser().parse_args(argv)
     if args.command == "test" and args.fail_under is not None:
         args.coverage = True
     try:
         return args.func(args)
+    except SettingsError as exc:  # one line naming the variable, whichever command read it
+        print(f"postsale: {exc}", file=sys.stderr)
+        return LOAD_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -21,7 +21,7 @@ def add_subcommands(subparsers) -> None:
     r = subparsers.add_parser("replay", help="decide recorded decisions again on the rules on disk, and show "
                                              "what would change")
     r.add_argument("--flow", default="renewal")
-    r.add_argument("--rules", default="rules", help="the rules folder holding the flow (default: rules)")
+    r.add_argument("--rules", help="the rules folder holding the flow (default: POSTSALE_RULES)")
     r.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
     r.add_argument("--limit", type=int, default=1000, help="the newest N decisions (default 1000)")
     r.add_argument("--examples", type=int, default=10, help="changed decisions to show (default 10)")
@@ -44,7 +44,8 @@ def cmd_replay(args, out=None, factory=None) -> int:
     if not 1 <= args.limit <= 1_000_000:
         print("postsale: --limit takes 1 to 1,000,000", file=sys.stderr)
         return FAILED
-    flow_dir = Path(args.rules) / args.flow
+    from cli.support import rules_dir
+    flow_dir = Path(args.rules or rules_dir()) / args.flow
     try:
         decider = Decider(load_flow_dir(flow_dir))
     except RulesetError as exc:

@@ -12,6 +12,13 @@ def session_factory(environ=None):
     return sessions(make_engine(from_env(environ).database_url))
 
 
+def rules_dir():
+    """The rules folder a command reads when it names none: POSTSALE_RULES (config/settings.py),
+    the package's sample flows when unset."""
+    from config.settings import from_env
+    return from_env().rules_dir
+
+
 def database_unusable(exc: Exception, what: str = "database", code: int = 1) -> int:
     first = str(exc).splitlines()[0] if str(exc) else ""
     print(f"postsale: the {what} is not usable ({type(exc).__name__}: {first}); run `postsale migrate` first",

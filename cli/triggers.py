@@ -18,17 +18,19 @@ def add_subcommands(subparsers) -> None:
     t = subparsers.add_parser("triggers", help="the triggers (config/triggers.yaml): which events re-run which flow")
     tsub = t.add_subparsers(dest="triggers_command", required=True)
     c = tsub.add_parser("check", help="validate the triggers against the flows; compiler-style errors")
-    c.add_argument("--file", help="triggers file (default: config/triggers.yaml)")
-    c.add_argument("--rules", help="the rules folder holding the flows (default: rules)")
+    c.add_argument("--file", help="triggers file (default: POSTSALE_TRIGGERS, config/triggers.yaml)")
+    c.add_argument("--rules", help="the rules folder holding the flows (default: POSTSALE_RULES)")
     c.set_defaults(func=cmd_check)
 
 
 def cmd_check(args, out=None, err=None) -> int:
-    from engine.signals.triggers import DEFAULT_PATH, RULES_DIR, TriggerError, display_path, load_triggers
+    from config.settings import from_env
+    from engine.signals.triggers import TriggerError, display_path, load_triggers
     out, err = out or sys.stdout, err or sys.stderr
-    path = Path(args.file) if args.file else DEFAULT_PATH
+    settings = from_env()
+    path = Path(args.file) if args.file else settings.triggers_file
     try:
-        triggers = load_triggers(path, args.rules or RULES_DIR)
+        triggers = load_triggers(path, args.rules or settings.rules_dir)
     except TriggerError as exc:
         for d in exc.diagnostics:
             print(d, file=err)

@@ -3,8 +3,8 @@ fork (the extension's state is per process and not fork-safe).
 
 The values come from config/settings.py (HOST, PORT, WEB_CONCURRENCY, GUNICORN_TIMEOUT,
 GUNICORN_MAX_REQUESTS, LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR; docs/api.md, "Settings").
-gunicorn loads this file by path from the repository root (`postsale serve` changes there),
-so `config` imports."""
+`postsale serve` hands gunicorn this file by its path inside the installed package and stays in
+the caller's folder, so relative paths in the settings resolve where the operator meant them."""
 import multiprocessing
 import os
 import shutil

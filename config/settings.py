@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# a source checkout (editable install) keeps its data beside the code; an installed package
+# never writes into site-packages
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
 
 
 class SettingsError(ValueError):
@@ -117,6 +120,12 @@ class Settings:
     # the queue an expired approval escalates to; "", "none" or "off": no escalation
     approval_escalate_to: str = "csm_lead"
 
+    # POSTSALE_CONFIG: the folder the triggers, tool catalog, contact policy and knowledge
+    # files default to (the package's own config/ when unset)
+    config_dir: Path = ROOT / "config"
+    # POSTSALE_DATA_DIR: where the embedded SQLite database lives
+    data_dir: Path = ROOT / "var"
+
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -145,12 +154,18 @@ def from_env(env=None) -> Settings:
                 isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
                 for k, v in keys.items()):
             raise SettingsError('POSTSALE_API_KEYS must map each key to its scopes: {"key": ["decide", "read"]}')
-    default_db = f"sqlite:///{ROOT / 'var' / 'postsale.db'}"
+    config_dir = Path(env.get("POSTSALE_CONFIG") or ROOT / "config")
+    # POSTSALE_DATA_DIR; else var/ in a source checkout, else the user's data folder, so an
+    # installed package never writes into site-packages
+    data_dir = Path(env.get("POSTSALE_DATA_DIR") or (ROOT / "var" if CHECKOUT else Path(
+        env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "postsale"))
+    default_db = f"sqlite:///{data_dir / 'postsale.db'}"
     keys_file = env.get("POSTSALE_API_KEYS_FILE")
     return Settings(
         database_url=env.get("DATABASE_URL") or default_db,
         redis_url=env.get("REDIS_URL") or None,
-        rules_dir=Path(env.get("POSTSALE_RULES_DIR") or ROOT / "rules"),
+        # POSTSALE_RULES_DIR: the earlier name, still read
+        rules_dir=Path(env.get("POSTSALE_RULES") or env.get("POSTSALE_RULES_DIR") or ROOT / "rules"),
         default_flow=env.get("POSTSALE_DEFAULT_FLOW") or "renewal",
         api_keys=keys,
         api_keys_file=Path(keys_file) if keys_file else None,
@@ -162,11 +177,11 @@ def from_env(env=None) -> Settings:
         models=env.get("POSTSALE_MODELS", "churn-gbm@1.0.0,upsell-gbm@1.0.0"),
         port=_int(env, "PORT", 8000),
         inline_dispatch_ms=_int(env, "POSTSALE_INLINE_DISPATCH_MS", None),
-        triggers_file=Path(env.get("POSTSALE_TRIGGERS") or ROOT / "config" / "triggers.yaml"),
+        triggers_file=Path(env.get("POSTSALE_TRIGGERS") or config_dir / "triggers.yaml"),
         evaluate_in_server=_flag(env, "POSTSALE_EVALUATE_IN_SERVER"),
-        knowledge_dir=Path(env.get("POSTSALE_KNOWLEDGE_DIR") or ROOT / "config" / "knowledge"),
-        tools_file=_path(env, "POSTSALE_TOOLS_FILE"),
-        contact_policy_file=_path(env, "POSTSALE_CONTACT_POLICY_FILE"),
+        knowledge_dir=Path(env.get("POSTSALE_KNOWLEDGE_DIR") or config_dir / "knowledge"),
+        tools_file=_path(env, "POSTSALE_TOOLS_FILE") or config_dir / "tools.yaml",
+        contact_policy_file=_path(env, "POSTSALE_CONTACT_POLICY_FILE") or config_dir / "contact_policy.yaml",
         redis_timeout_seconds=_float(env, "POSTSALE_REDIS_TIMEOUT", 0.5),
         host=env.get("HOST") or "127.0.0.1",
         web_concurrency=_int(env, "WEB_CONCURRENCY", None),
@@ -182,4 +197,6 @@ def from_env(env=None) -> Settings:
         events_stream=env.get("POSTSALE_EVENTS_STREAM") or "postsale:events",
         events_group=env.get("POSTSALE_EVENTS_GROUP") or "postsale",
         approval_escalate_to=env.get("POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO", "csm_lead"),
+        config_dir=config_dir,
+        data_dir=data_dir,
     )
