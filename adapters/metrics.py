@@ -11,6 +11,8 @@ LATENCY = Histogram("postsale_decision_seconds", "Time to decide and record one 
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 FIRINGS = Counter("postsale_rule_firings_total", "Rules and tables fired", ["flow", "rule"])
 ERRORS = Counter("postsale_errors_total", "Requests answered with an error", ["kind"])
+REDIS_ERRORS = Counter("postsale_redis_errors_total", "Redis calls that failed and were bypassed, by user and "
+                       "operation", ["what", "op"])
 PSI = Gauge("postsale_feature_psi", "Population stability index of a scored feature against the model's "
             "training data", ["model", "feature"], multiprocess_mode="max")
 DRIFT = Gauge("postsale_drift_alert", "1 when a feature of the model drifted (PSI over the threshold)", ["model"],

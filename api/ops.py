@@ -18,6 +18,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """503 when this process cannot decide (database, rules, triggers); a Redis that is away
+    only degrades it (caches bypassed, rate limits per process), so it stays 200 and says so."""
     rt = current_app.extensions["postsale"]
     db_ok = ping(rt.db)
     rules_ok = bool(rt.deciders)
@@ -27,10 +29,13 @@ def readyz():
         triggers_ok = True
     except Exception:  # noqa: BLE001 - reported, not raised: the problems are in the log and `postsale triggers check`
         triggers_state, triggers_ok = "do not load", False
-    body = {"database": "ok" if db_ok else "unreachable", "rules": "loaded" if rules_ok else "not loaded",
-            "triggers": triggers_state,
+    redis = rt.idempotency.guard.check()
+    ready = db_ok and rules_ok and triggers_ok
+    body = {"status": ("degraded" if redis == "down" else "ready") if ready else "unavailable",
+            "database": "ok" if db_ok else "unreachable", "redis": redis,
+            "rules": "loaded" if rules_ok else "not loaded", "triggers": triggers_state,
             "flows": {name: d.flow.version for name, d in sorted(rt.deciders.items())}}
-    return jsonify(body), (200 if db_ok and rules_ok and triggers_ok else 503)
+    return jsonify(body), (200 if ready else 503)
 
 
 @bp.get("/metrics")

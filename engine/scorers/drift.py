@@ -21,7 +21,9 @@ InProcessDriftStore for the embedded default (one process), RedisDriftStore for 
 (hash counters `<prefix>drift:<model>:<bucket>`, field `<feature>:<bin>` and `_n`, shared by every
 worker; increments are buffered and sent in one pipeline every `flush_every` observations or
 `flush_seconds`, so scoring does not wait on Redis; during a Redis outage up to `max_buffer`
-observations are kept for the next flush, and the excess is counted in `dropped`).
+observations are kept for the next flush, and the excess is counted in `dropped`; after a failed
+flush, recording tries again only after `retry_seconds`, so a frozen Redis costs one timeout per
+process per retry, not one per second).
 Recording one observation appends to a deque; counting happens in batches, so observing costs
 about a microsecond.
 """
@@ -170,7 +172,7 @@ class RedisDriftStore:
 
     def __init__(self, client, prefix: str = "postsale:", window_seconds: float = 86400.0,
                  bucket_seconds: float = 3600.0, flush_every: int = 100, flush_seconds: float = 1.0,
-                 max_buffer: int = 100_000, clock=time.time):
+                 max_buffer: int = 100_000, retry_seconds: float = 5.0, clock=time.time):
         if isinstance(client, str):
             import redis
             client = redis.Redis.from_url(client, socket_timeout=2)
@@ -191,6 +193,8 @@ class RedisDriftStore:
         self._unsent: dict[tuple[str, int], Counter] = {}   # counted, not yet in Redis
         self._unsent_n = 0
         self._last_flush = clock()
+        self.retry_seconds = retry_seconds
+        self._retry_at = 0.0  # after a failed flush, recording does not try again before this
         self._lock = threading.Lock()
 
     def key(self, model: str, bucket: int) -> str:
@@ -200,7 +204,8 @@ class RedisDriftStore:
         """`fields`: an iterable of field names, consumed when the buffer is flushed."""
         now = self.clock()
         self._pending.add(model, int(now // self.bucket_seconds), fields)
-        if len(self._pending) >= self.flush_every or now - self._last_flush >= self.flush_seconds:
+        if (len(self._pending) >= self.flush_every or now - self._last_flush >= self.flush_seconds) \
+                and now >= self._retry_at:
             self.flush(raise_errors=False)
 
     def _collect(self) -> None:
@@ -238,6 +243,7 @@ class RedisDriftStore:
                 else:
                     self.dropped += n
                 kept = self._unsent_n
+                self._retry_at = self.clock() + self.retry_seconds
             log.warning("drift counts not sent to Redis (%s: %s); %d observations kept for the next flush",
                         type(exc).__name__, exc, kept)
             if raise_errors:

@@ -18,7 +18,7 @@ SQL = {"dry": 0, "sqlite": 4, "postgresql": 1}
 # with an Idempotency-Key: its row is looked up (the database is the arbiter) and written with
 # the decision: on SQLite a BEGIN, the SELECT and one more INSERT; on PostgreSQL the SELECT
 IDEMPOTENCY_SQL = {"sqlite": 3, "postgresql": 1}
-IDEMPOTENCY_REDIS = 4    # GET, SET NX (in flight), SET (done), GET (release)
+IDEMPOTENCY_REDIS = 3    # GET, SET NX (in flight), SET (done: replaces the marker, nothing to release)
 
 
 @pytest.fixture()
