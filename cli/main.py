@@ -281,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     add_kpi_commands(sub)
     from cli.replay import add_subcommands as add_replay_commands
     add_replay_commands(sub)
+    from cli.simulate import add_subcommands as add_simulate_commands
+    add_simulate_commands(sub)
     return p
 
 
