@@ -222,19 +222,22 @@ def timer_overhead(n: int) -> float:
 # ---- the error path ------------------------------------------------------------------------
 
 def marker_first(program):
-    """The compiled program with each item's `$nex __f<i>` refraction test moved to the front of
-    its pattern (the shape the compiler emitted before it put markers last). From 64 items every
-    assert then overflows durable's 64-entry matching stack (error 303): a reliable way to make
-    every decision fail inside the extension, to measure what the session's error path costs."""
-    definition = {}
-    for name, rule in program.definition.items():
-        rule = copy.deepcopy(rule)
-        m = rule["all"][0]["m"]
-        parts = m.get("$and") if isinstance(m, dict) else None
-        if parts and "$nex" in parts[-1] and next(iter(parts[-1]["$nex"])).startswith("__f"):
-            parts.insert(0, parts.pop())
-        definition[name] = rule
-    return dataclasses.replace(program, definition=definition)
+    """The compiled program with a `$nex __f<i>` refraction test at the front of every item's
+    pattern (the shape the compiler emitted before it put markers last). A part of 64 items or
+    more then overflows durable's 64-entry matching stack on every assert (error 303): a reliable
+    way to make every decision fail inside the extension, to measure what the error path costs."""
+    parts = []
+    for part in program.parts:
+        definition = {}
+        for name, rule in part.definition.items():
+            rule = copy.deepcopy(rule)
+            m = rule["all"][0]["m"]
+            tests = list(m["$and"]) if set(m) == {"$and"} else [m]
+            tests = [t for t in tests if not ("$nex" in t and next(iter(t["$nex"])).startswith("__f"))]
+            rule["all"][0]["m"] = {"$and": [{"$nex": {f"__f{name[1:]}": 1}}] + tests}
+            definition[name] = rule
+        parts.append(dataclasses.replace(part, definition=definition))
+    return dataclasses.replace(program, parts=parts)
 
 
 def error_path(flow, wms, total: int) -> dict:
@@ -474,7 +477,8 @@ def bench_generated(size: int, args, results) -> None:
         for i, wm in enumerate(wms):
             got = fired_ids(engine.run(dict(wm)))
             assert got == expected[i], f"{case.name} durable fact set {i}: {sorted(got)} != {sorted(expected[i])}"
-        info["stack_bound"] = limits.stack_bound(program.definition)
+        info["parts"] = [len(p.items) for p in program.parts]
+        info["stack_bound"] = max(limits.stack_bound(p.definition) for p in program.parts)
         entries[label] = (lambda wm: engine.run(dict(wm)), wms)
     entries["reference"] = (lambda wm: reference.run(dict(wm)), wms)
     entries["plain python"] = (plain, wms)
@@ -544,7 +548,7 @@ def profile_run(engine, wms, n: int) -> dict:
     total = 0.0
     parts = {"durable_rules_engine calls": 0.0, "JSON encoding of the working fact": 0.0,
              "rule firings (engine.actions.fire: outcome records, templates, expressions, tables)": 0.0,
-             "working-fact upkeep (DurableProgram.document / update)": 0.0}
+             "working-fact upkeep (Part.document / update)": 0.0}
     durable_calls = {}
     top = []
     for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
@@ -554,12 +558,12 @@ def profile_run(engine, wms, n: int) -> dict:
             parts["durable_rules_engine calls"] += ct
             durable_calls[func.replace("<built-in method durable_rules_engine.", "").rstrip(">")] = {
                 "calls": nc, "ms": round(ct * 1000, 1)}
-        elif func in ("durable_json", "_dumps") and file.endswith("durable.py"):
+        elif func in ("durable_json", "_dumps", "fact_json") and file.endswith("durable.py"):
             parts["JSON encoding of the working fact"] += ct
         elif func == "fire" and file.endswith(os.path.join("engine", "actions.py")):
             parts["rule firings (engine.actions.fire: outcome records, templates, expressions, tables)"] += ct
         elif func in ("document", "update") and file.endswith(os.path.join("compile", "durable.py")):
-            parts["working-fact upkeep (DurableProgram.document / update)"] += ct
+            parts["working-fact upkeep (Part.document / update)"] += ct
         top.append((tt, nc, f"{Path(file).name}:{line}({func})" if file != "~" else func))
     if not parts["JSON encoding of the working fact"]:
         # older session.py: the encoder's bound `encode` method is called directly
@@ -597,17 +601,19 @@ def timed_split(engine, wms, n: int) -> dict:
                 acc[name] = acc.get(name, 0) + pc() - t0
         return wrapper
 
-    real_dre, real_fire, real_dumps = session._dre, session.fire, session._dumps
+    from engine.compile.durable import Part
+
+    real_dre, real_fire, real_json = session._dre, session.fire, session.fact_json
     proxy = types.SimpleNamespace(**{k: getattr(real_dre, k) for k in dir(real_dre) if not k.startswith("__")})
     for name in ("assert_fact", "retract_fact", "start_action_for_state", "complete_and_start_action",
                  "delete_state"):
         setattr(proxy, name, timed("durable_rules_engine calls", getattr(real_dre, name)))
-    program = engine.program
+    real_document, real_update = Part.document, Part.update
     session._dre = proxy
     session.fire = timed("rule firings (engine.actions.fire)", real_fire)
-    session._dumps = timed("JSON encoding of the working fact", real_dumps)
-    program.document = timed("working-fact upkeep (document / update)", type(program).document.__get__(program))
-    program.update = timed("working-fact upkeep (document / update)", type(program).update.__get__(program))
+    session.fact_json = timed("JSON encoding of the working fact", real_json)
+    Part.document = timed("working-fact upkeep (document / update)", real_document)
+    Part.update = timed("working-fact upkeep (document / update)", real_update)
     try:
         size = len(wms)
         inputs = [dict(wms[i % size]) for i in range(n)]
@@ -617,8 +623,8 @@ def timed_split(engine, wms, n: int) -> dict:
             engine.run(wm)
             total += pc() - t0
     finally:
-        session._dre, session.fire, session._dumps = real_dre, real_fire, real_dumps
-        del program.document, program.update
+        session._dre, session.fire, session.fact_json = real_dre, real_fire, real_json
+        Part.document, Part.update = real_document, real_update
     per = {k: round(v / n / 1000, 1) for k, v in acc.items()}
     per["the rest of run (agenda loop, refraction, lock, bookkeeping)"] = round((total - sum(acc.values())) / n / 1000, 1)
     return {"decisions": n, "us_per_decision": round(total / n / 1000, 1), "parts_us": per}

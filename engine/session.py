@@ -1,38 +1,57 @@
-"""One decision on durable_rules: assert the working fact, chain to a fixpoint, clean up.
+"""One decision on durable_rules: assert each part's working fact, chain to a fixpoint, clean up.
 
 The `durable_rules_engine` extension is driven directly (its Host runs background threads
-and is not thread-safe): one handle per compiled flow per process, used under a lock, built
-after gunicorn forks. Each flow version gets its own ruleset name, since durable cannot
-replace a ruleset under the same name.
+and is not thread-safe): one handle per part of a compiled flow per process, used under one
+lock, built after gunicorn forks. Each flow version gets its own ruleset names, since durable
+cannot replace a ruleset under the same name.
+
+Each handle keeps one session for its whole life: a decision asserts its working fact into it
+and retracts it at the end, which leaves the session empty (docs/engine.md, section 7). No
+session is ever deleted, so none needs the catch-all action that made `delete_state` safe, and
+a decision costs no session set-up. A part's fact is asserted when the agenda first reaches the
+part, so the facts that earlier parts derived are already in it.
 """
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import threading
 
 import durable_rules_engine as _dre
 
 from .actions import RulesOutcome, fire
-from .compile.durable import CATCH, DurableProgram, compile_flow, durable_json, fact_json
+from .compile.durable import DurableProgram, compile_flow, durable_json, fact_json
 from .errors import DecisionError
 
 _names = itertools.count(1)
 _dumps = durable_json
+SID = "1"
 
 
 class DurableEngine:
-    """A compiled flow bound to one durable ruleset handle in this process."""
+    """A compiled flow bound to one durable ruleset handle per part in this process."""
 
     def __init__(self, flow, program: DurableProgram | None = None):
         self.flow = flow
         self.program = program or compile_flow(flow)
-        self.name = f"{flow.name}_{flow.version}_{os.getpid()}_{next(_names)}"
-        self._handle = _dre.create_ruleset(self.name, _dumps(self.program.definition))
+        self._handles: list = []
         self._lock = threading.Lock()
-        self._sids = itertools.count(1)
         self._closed = False
+        self._open()
+
+    def _open(self) -> None:
+        self.name = f"{self.flow.name}_{self.flow.version}_{os.getpid()}_{next(_names)}"
+        handles = []
+        try:
+            for n, part in enumerate(self.program.parts):
+                handles.append(_dre.create_ruleset(f"{self.name}_{n}", _dumps(part.definition)))
+        except BaseException:
+            for h in handles:
+                _dre.delete_ruleset(h)
+            raise
+        self._handles = handles
+        self._states = [None] * len(handles)
+        self._ids = itertools.count(1)
 
     def run(self, wm: dict) -> RulesOutcome:
         with self._lock:
@@ -41,83 +60,131 @@ class DurableEngine:
             try:
                 return self._run(wm)
             except _dre.error as exc:
-                # the extension's state for this session cannot be trusted (deleting it may
-                # abort the process): drop the whole handle and start a fresh one
+                # the extension's state for these sessions cannot be trusted: drop every handle
+                # and start fresh ones
                 self._recycle()
                 raise DecisionError("engine-error", f"the rule engine refused this decision ({exc}); "
                                     "the engine was reset") from None
 
     def _recycle(self) -> None:
-        old = self._handle
-        self.name = f"{self.flow.name}_{self.flow.version}_{os.getpid()}_{next(_names)}"
-        self._handle = _dre.create_ruleset(self.name, _dumps(self.program.definition))
-        self._sids = itertools.count(1)
-        try:
-            _dre.delete_ruleset(old)
-        except _dre.error:
-            pass
+        old = self._handles
+        self._open()
+        for h in old:
+            try:
+                _dre.delete_ruleset(h)
+            except _dre.error:
+                pass
 
     def _run(self, wm: dict) -> RulesOutcome:
-        h = self._handle
-        items = self.program.items
-        limit = self.flow.max_firings
-        sid = str(next(self._sids))
-        out = RulesOutcome()
         program = self.program
-        reads, watched = program.reads, program.watched
-        fired: list[int] = []
-        pending: list[int] = []  # fired since the working fact was last asserted
-        seen: set[int] = set()
-        version = 1
-        doc = program.document(wm, sid)
-        text = fact_json(doc)
-        _, state = _dre.assert_fact(h, text)
+        parts, handles, states = program.parts, self._handles, self._states
+        items, reads, watched, readers, keys = program.items, program.reads, program.watched, program.readers, \
+            program.keys
+        limit = self.flow.max_firings
+        assert_fact, retract_fact = _dre.assert_fact, _dre.retract_fact
+        start_action, complete = _dre.start_action_for_state, _dre.complete_and_start_action
+        ids = self._ids
+        n = len(parts)
+        out = RulesOutcome()
+        docs: list = [None] * n      # the working fact asserted in each part's session
+        open_ = [False] * n          # the part's session holds a started (already handled) action
+        changed_in: list = [None] * n  # paths the part reads that changed since its fact was asserted
+        pending: list = [None] * n   # items the part fired since its fact was asserted
+        seen: set = set()
+        fired = 0
         error = None
-        try:  # from here every exit drives the session to its end and deletes it
-            res = _dre.start_action_for_state(h, state)
-            msg = res[1] if res else None
-            while msg:
-                name = msg[2:msg.index('"', 2)]
-                idx = int(name[1:]) if name != CATCH else -1
-                if idx >= 0 and idx not in seen and error is None:
-                    # an `$or` yields one match per true branch: refraction is ours to enforce
-                    seen.add(idx)
-                    if len(fired) >= limit:
-                        error = DecisionError("firing-bound", f"more than {limit} firings; raise max_firings in "
-                                              "flow.yaml or simplify the chain")
+        k = 0
+        try:
+            while k < n:
+                h, doc = handles[k], docs[k]
+                if doc is None:
+                    doc = docs[k] = parts[k].document(wm, SID, str(next(ids)))
+                    _, states[k] = assert_fact(h, fact_json(doc))
+                    pending[k], changed_in[k] = [], set()
+                    res = start_action(h, states[k])
+                    msg = res[1] if res else None
+                elif changed_in[k]:
+                    self._reassert(k, doc, wm, changed_in, pending, keys)
+                    if open_[k]:
+                        msg = complete(h, states[k])
                     else:
-                        fired.append(idx)
-                        pending.append(idx)
+                        res = start_action(h, states[k])
+                        msg = res[1] if res else None
+                elif open_[k]:
+                    msg = complete(h, states[k])
+                else:
+                    msg = None
+                back = None
+                while msg:
+                    idx = int(msg[3:msg.index('"', 3)])
+                    if idx not in seen and error is None:
+                        # an `$or` yields one match per true branch: refraction is ours to enforce
+                        seen.add(idx)
+                        if fired >= limit:
+                            error = DecisionError("firing-bound", f"more than {limit} firings; raise max_firings "
+                                                  "in flow.yaml or simplify the chain")
+                            break
+                        fired += 1
+                        pending[k].append(idx)
                         try:
                             changed = fire(items[idx], wm, out, reads[idx])
-                        except Exception as exc:  # noqa: BLE001 - the session is drained, then it is raised
-                            error, changed = exc, ()
+                        except Exception as exc:  # noqa: BLE001 - the sessions are emptied, then it is raised
+                            error = exc
+                            break
                         if changed and not watched.isdisjoint(changed):
-                            # durable identifies the fact by sid and id: retracting needs no more
-                            _dre.retract_fact(h, '{"sid":"%s","id":"%s"}' % (sid, doc["id"]))
-                            version += 1
-                            program.update(doc, wm, changed, pending)
-                            pending.clear()
-                            doc["id"] = f"{sid}.{version}"
-                            text = fact_json(doc)
-                            _dre.assert_fact(h, text)
-                if error is not None and text is not None:
-                    # drain: retracting the fact empties the agenda, so the session ends cleanly
-                    _dre.retract_fact(h, '{"sid":"%s","id":"%s"}' % (sid, doc["id"]))
-                    text = None
-                msg = _dre.complete_and_start_action(h, state)
+                            for path in changed:
+                                for j in readers.get(path, ()):
+                                    if docs[j] is not None:
+                                        changed_in[j].add(path)
+                                        if j < k and (back is None or j < back):
+                                            back = j
+                            if back is not None:
+                                break  # an earlier part may now fire first: this one resumes later
+                            if changed_in[k]:
+                                self._reassert(k, doc, wm, changed_in, pending, keys)
+                    msg = complete(h, states[k])
+                if error is not None:
+                    open_[k] = msg is not None
+                    break
+                if back is not None:
+                    open_[k] = True
+                    k = back
+                else:
+                    open_[k] = False
+                    k += 1
         except _dre.error:
-            raise  # never delete a session the extension failed in: run() recycles the handle
-        _dre.delete_state(h, sid)
+            raise  # never touch a session the extension failed in: run() recycles the handles
+        except BaseException:
+            self._empty(docs, open_)
+            raise
+        self._empty(docs, open_)
         if error is not None:
             raise error
         return out
+
+    def _empty(self, docs, open_) -> None:
+        """Retract every working fact: the agenda empties, so a started action completes into
+        nothing and each session is ready for the next decision."""
+        for j, doc in enumerate(docs):
+            if doc is not None:
+                h = self._handles[j]
+                _dre.retract_fact(h, '{"sid":"%s","id":"%s"}' % (SID, doc["id"]))
+                if open_[j]:
+                    while _dre.complete_and_start_action(h, self._states[j]):
+                        pass
+
+    def _reassert(self, k, doc, wm, changed_in, pending, keys) -> None:
+        h = self._handles[k]
+        _dre.retract_fact(h, '{"sid":"%s","id":"%s"}' % (SID, doc["id"]))
+        self.program.parts[k].update(doc, wm, changed_in[k], pending[k], keys)
+        changed_in[k].clear()
+        pending[k].clear()
+        doc["id"] = str(next(self._ids))
+        _dre.assert_fact(h, fact_json(doc))
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                _dre.delete_ruleset(self._handle)
-
-
-__all__ = ["DurableEngine", "json"]
+                for h in self._handles:
+                    _dre.delete_ruleset(h)

@@ -1,28 +1,37 @@
 """IR → durable_rules' JSON ruleset form (not its Python DSL, which needs global registries
-and a singleton host).
+and a singleton host), partitioned into as many rulesets as the extension's limits need.
 
-One decision is one working fact: the fact paths rules read, flattened to short keys
-(`v0`, `v1`, ...), plus `x<j>` booleans for tests durable cannot do faithfully (regex in
-Python's dialect, `contains`), plus `__f<i>` markers for items already fired. Every item's
-pattern starts with `$nex __f<i>` (refraction) and the kind marker `k`; a catch-all at the
-lowest priority guarantees an action runs in every session (deleting a session in which no
-action ran can crash the extension). Priorities map to durable's unsigned 16-bit `pri`
-(lower fires first): pri = 32768 - priority.
+The items (rules and tables) are laid out in the reference evaluator's order (priority, then
+definition order) and cut into consecutive *parts*, each one durable ruleset. A decision asks
+the parts in that order: the next item to fire is the first activation of the first part that
+has one, which is exactly the reference's choice, so cutting never changes what fires or when.
+Cuts go where the extension's limits need them (properties per fact, the matching-stack bound,
+children per alpha node, rules per ruleset) and between *strata*: where the items after the cut
+read facts set before it and set nothing read before it, so a setter's part is finished before
+its readers' part asserts its working fact, and the working facts are asserted once each.
+
+A part's working fact holds the fact paths its conditions read, flattened to short keys (`v0`,
+`v1`, ...), plus `x<j>` booleans for tests durable cannot do faithfully (regex in Python's
+dialect, `contains`), and the kind tag `k`. Only a part whose facts can change after it was
+asserted (an item in it or after it sets what it reads) re-asserts its fact, and only such a
+part carries the `$nex __f<i>` markers that stop an item fired before the re-assert from
+matching again. Priorities map to durable's unsigned 16-bit `pri` (lower fires first):
+pri = 32768 - priority.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..actions import agenda_items, condition_of
 from ..conditions import nnf, paths_read, test_holds_ext
 from . import limits
-from ..errors import Diagnostic, RulesetError
-from ..ir import All, Any_, FactRef, Rule, Test
+from ..errors import Diagnostic, Location, RulesetError
+from ..ir import All, Any_, FactRef, Rule, SetFact, Table, Test
 
-CATCH = "catch"
 PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"}
+_FIXED = ("sid", "id", "k", "_e")  # the properties every working fact may carry besides its fields
 
 
 _EXPONENT = re.compile(r'("[vx]\d+":-?\d+)([eE])')
@@ -61,17 +70,19 @@ def encode(value):
 
 
 @dataclass
-class DurableProgram:
-    definition: dict
-    items: list
-    keys: dict  # fact path -> short key
-    python_tests: list  # (key, Test)
-    reads: list = None  # per item: the sorted paths its condition reads (for the trace)
-    watched: frozenset = frozenset()  # every path some condition reads
+class Part:
+    """One durable ruleset: consecutive items of the agenda order, and its working fact's shape."""
 
-    def document(self, wm: dict, sid: str) -> dict:
-        doc = {"sid": sid, "id": f"{sid}.1", "k": 1}
-        for path, key in self.keys.items():
+    definition: dict
+    items: list            # global item indices, in agenda order
+    fields: list           # (fact path, short key) its conditions read
+    python_tests: list     # (key, Test)
+    reads: frozenset       # every path its conditions read (a change means re-asserting)
+    markers: bool          # whether it can be re-asserted, so carries refraction markers
+
+    def document(self, wm: dict, sid: str, fid: str) -> dict:
+        doc = {"sid": sid, "id": fid, "k": 1}
+        for path, key in self.fields:
             if path in wm:
                 v = doc[key] = encode(wm[path])
                 if _needs_point(v):
@@ -80,20 +91,44 @@ class DurableProgram:
             doc[key] = 1 if test_holds_ext(test, wm) else 0
         return doc
 
-    def update(self, doc: dict, wm: dict, changed, fired_since) -> None:
-        """Bring the working fact up to date after a firing changed `changed` paths."""
-        keys = self.keys
+    def update(self, doc: dict, wm: dict, changed, fired_since, keys: dict) -> None:
+        """Bring the working fact up to date after firings changed the `changed` paths."""
         for path in changed:
             key = keys.get(path)
-            if key is not None:
-                v = doc[key] = encode(wm[path])
-                if _needs_point(v):
-                    doc["_e"] = 1
+            if key is not None and key in self._keys:
+                if path in wm:
+                    v = doc[key] = encode(wm[path])
+                    if _needs_point(v):
+                        doc["_e"] = 1
+                else:
+                    doc.pop(key, None)
         for key, test in self.python_tests:
             if test.path in changed:
                 doc[key] = 1 if test_holds_ext(test, wm) else 0
         for i in fired_since:
             doc[f"__f{i}"] = 1
+
+    def __post_init__(self):
+        self._keys = frozenset(k for _, k in self.fields)
+
+
+@dataclass
+class DurableProgram:
+    parts: list
+    items: list
+    keys: dict  # fact path -> short key
+    python_tests: list  # (key, Test)
+    reads: list = None  # per item: the sorted paths its condition reads (for the trace)
+    watched: frozenset = frozenset()  # every path some condition reads
+    readers: dict = field(default_factory=dict)  # fact path -> the parts whose conditions read it
+
+    @property
+    def definition(self) -> dict:
+        """Every part's rules in one mapping (rule names are unique across parts)."""
+        out = {}
+        for p in self.parts:
+            out.update(p.definition)
+        return out
 
 
 class _Compiler:
@@ -101,10 +136,12 @@ class _Compiler:
         self.keys: dict[str, str] = {}
         self.python: dict[tuple, str] = {}
         self.python_tests: list = []
+        self.used: set = set()  # the keys the item being compiled tests
 
     def key(self, path: str) -> str:
         if path not in self.keys:
             self.keys[path] = f"v{len(self.keys)}"
+        self.used.add(self.keys[path])
         return self.keys[path]
 
     def leaf(self, t: Test):
@@ -114,6 +151,7 @@ class _Compiler:
                 k = f"x{len(self.python)}"
                 self.python[sig] = k
                 self.python_tests.append((k, Test(t.path, t.op, t.value)))
+            self.used.add(self.python[sig])
             return {self.python[sig]: 1}
         k = self.key(t.path)
         if t.op == "exists":
@@ -178,56 +216,166 @@ def _conjuncts(expr) -> list:
     return eq + rest
 
 
-def compile_flow(flow) -> DurableProgram:
+
+
+def _writes(item) -> frozenset:
+    if isinstance(item, Table):
+        return frozenset(o.path for o in item.outputs)
+    return frozenset(a.path for a in item.then if isinstance(a, SetFact))
+
+
+@dataclass
+class _Item:
+    index: int
+    priority: int
+    conjuncts: list   # the pattern's tests after the kind tag, marker excluded
+    used: frozenset   # short keys the pattern tests
+    reads: frozenset  # fact paths its condition reads
+    writes: frozenset
+
+    def __post_init__(self):
+        self.chains = {m: limits.chain(self.rule(m)["all"][0]["m"]) for m in (False, True)}
+
+    def rule(self, marker: bool) -> dict:
+        parts = [{"k": 1}] + self.conjuncts + ([{"$nex": {f"__f{self.index}": 1}}] if marker else [])
+        m = parts[0] if len(parts) == 1 else {"$and": parts}
+        return {"all": [{"m": m}], "pri": 32768 - self.priority}
+
+
+class _Layout:
+    """The agenda order cut into strata and parts (see the module docstring)."""
+
+    def __init__(self, flow, compiled: list, max_items: int | None):
+        self.flow = flow
+        self.max_items = max_items
+        self.order = sorted(compiled, key=lambda it: (-it.priority, it.index))
+        n = len(self.order)
+        # suffix[p]: every path some item at agenda position >= p sets
+        self.suffix = [frozenset()] * (n + 1)
+        acc = frozenset()
+        for p in range(n - 1, -1, -1):
+            w = self.order[p].writes
+            if not w <= acc:
+                acc = acc | w
+            self.suffix[p] = acc
+
+    def strata(self) -> list[tuple[int, int]]:
+        """[start, end) agenda positions: a cut before an item that reads what the current
+        stratum sets, wherever nothing after the cut sets what was read before it."""
+        out, start, sets, read = [], 0, set(), set()
+        for p, it in enumerate(self.order):
+            if p > start and not it.reads.isdisjoint(sets) and read.isdisjoint(self.suffix[p]):
+                out.append((start, p))
+                start, sets = p, set()
+            sets |= it.writes
+            read |= it.reads
+        if start < len(self.order):
+            out.append((start, len(self.order)))
+        return out
+
+    def part(self, start: int, end: int) -> tuple[dict, bool, set, list]:
+        """(definition, markers, keys, problems) for the items at positions [start, end)."""
+        items = self.order[start:end]
+        reads = set().union(*(it.reads for it in items))
+        markers = not reads.isdisjoint(self.suffix[start])
+        definition = {f"i{it.index}": it.rule(markers) for it in items}
+        return (definition, markers) + self._fits(items, markers, definition)
+
+    def problems(self, start: int, end: int) -> list:
+        items = self.order[start:end]
+        markers = not set().union(*(it.reads for it in items)).isdisjoint(self.suffix[start])
+        return self._fits(items, markers, None)[1]
+
+    def _fits(self, items, markers, definition) -> tuple[set, list]:
+        """(the keys its working fact holds, the first limit it breaks, if any)."""
+        keys = set().union(*(it.used for it in items))
+        if self.max_items and len(items) > self.max_items:
+            return keys, [f"more than {self.max_items} items"]
+        props = len(_FIXED) + len(keys) + (min(self.flow.max_firings, len(items)) if markers else 0)
+        if props > limits.MAX_PROPERTIES:
+            return keys, [f"its working fact would carry {props} properties ({len(keys)} facts read by "
+                          f"conditions{', plus fired-rule markers' if markers else ''}); the engine takes at "
+                          f"most {limits.MAX_PROPERTIES}"]
+        if len(items) > limits.MAX_RULES - 1:
+            return keys, [f"{len(items)} rules and tables in one ruleset; the engine takes at most "
+                          f"{limits.MAX_RULES - 1}"]
+        return keys, limits.problems(definition or {}, [it.chains[markers] for it in items])
+
+    def parts(self, items: list, diagnostics: list) -> list[tuple[int, int]]:
+        """Each stratum cut into the longest runs that fit the limits (galloping, then bisection:
+        every limit only grows as items are added)."""
+        out = []
+        for s0, s1 in self.strata():
+            start = s0
+            while start < s1:
+                alone = self.problems(start, start + 1)
+                if alone:
+                    item = items[self.order[start].index]
+                    diagnostics.extend(Diagnostic(item.loc, "engine-limit", f"{item.key}: {p}") for p in alone)
+                    start += 1
+                    continue
+                good, bad = 1, None
+                while start + good < s1:
+                    size = min(good * 2, s1 - start)
+                    if self.problems(start, start + size):
+                        bad = size
+                        break
+                    good = size
+                while bad is not None and good + 1 < bad:
+                    mid = (good + bad) // 2
+                    if self.problems(start, start + mid):
+                        bad = mid
+                    else:
+                        good = mid
+                out.append((start, start + good))
+                start += good
+        return out
+
+
+def compile_flow(flow, max_items: int | None = None) -> DurableProgram:
+    """`max_items` caps the items per part below what the limits allow (tests use it to drive
+    small flows through many parts)."""
     items = agenda_items(flow)
     c = _Compiler()
-    definition = {}
+    compiled = []
     for i, item in enumerate(items):
         cond = nnf(condition_of(item))
+        c.used = set()
         expr = None if isinstance(cond, All) and not cond.items else c.expr(cond)
-        parts = [{"k": 1}] + _conjuncts(expr) + [{"$nex": {f"__f{i}": 1}}]
-        definition[f"i{i}"] = {"all": [{"m": {"$and": parts}}], "pri": 32768 - item.priority}
-    definition[CATCH] = {"all": [{"m": {"k": 1}}], "pri": 65535}
-    _check_limits(flow, items, c, definition)
-    reads = [sorted(paths_read(condition_of(it))) if isinstance(it, Rule) else None for it in items]
-    watched = frozenset(c.keys) | frozenset(t.path for _, t in c.python_tests)
-    return DurableProgram(definition, items, dict(c.keys), list(c.python_tests), reads, watched)
-
-
-def _loc(flow):
-    from ..errors import Location
-    return Location(flow.file)
-
-
-def _check_limits(flow, items, c, definition) -> None:
-    """Refuse, with the measured reason, what the extension would fail or crash on at run time."""
-    where = _loc(flow)
-    problems = []
-    fields = len(c.keys) + len(c.python_tests)
-    markers = min(flow.max_firings, len(items))
-    if len(items) + 1 > limits.MAX_RULES:
-        problems.append(f"{len(items)} rules and tables; the engine takes at most {limits.MAX_RULES - 1}")
-    if 4 + fields + markers > limits.MAX_PROPERTIES:
-        problems.append(f"a decision's working fact would carry {4 + fields + markers} properties ({fields} facts "
-                        f"read by conditions, up to {markers} fired-rule markers); the engine takes at most "
-                        f"{limits.MAX_PROPERTIES}: lower max_firings in flow.yaml or split the flow")
-    if not problems:
-        most, most_nex = limits.widest(definition)
-        if most > limits.MAX_CHILDREN or most_nex > limits.MAX_NEX_CHILDREN:
-            problems.append(f"{max(most, most_nex)} rules share one condition prefix; the engine takes at most "
-                            f"{limits.MAX_NEX_CHILDREN} (rules with identical conditions) or {limits.MAX_CHILDREN} "
-                            "(branches of one test): split the flow")
-        bound = limits.stack_bound(definition)
-        if bound > limits.STACK:
-            problems.append(f"in the worst case one fact matches {bound} overlapping tests at once; the engine's "
-                            f"matching stack holds {limits.STACK}: make conditions more specific (equalities on "
-                            "segment, plan...) or split the flow")
-    names = ["sid", "id", "k", "_e"] + list(c.keys.values()) + [k for k, _ in c.python_tests] + \
+        compiled.append(_Item(i, item.priority, _conjuncts(expr), frozenset(c.used),
+                              frozenset(paths_read(condition_of(item))), _writes(item)))
+    diagnostics = []
+    for it in compiled:
+        if not 0 <= 32768 - it.priority <= 65534:
+            diagnostics.append(Diagnostic(items[it.index].loc, "engine-limit", f"{items[it.index].key}: priority {it.priority} is "
+                                          "outside -32766..32768"))
+    layout = _Layout(flow, compiled, max_items)
+    spans = layout.parts(items, diagnostics)
+    names = list(_FIXED) + list(c.keys.values()) + [k for k, _ in c.python_tests] + \
         [f"__f{i}" for i in range(len(items))]
     for a, b in limits.colliding(names):
-        problems.append(f"internal field names '{a}' and '{b}' collide in the engine's hash")
-    if problems:
-        raise RulesetError([Diagnostic(where, "engine-limit", p) for p in problems])
+        diagnostics.append(Diagnostic(Location(flow.file), "engine-limit",
+                                      f"internal field names '{a}' and '{b}' collide in the engine's hash"))
+    if diagnostics:
+        raise RulesetError(diagnostics)
+    by_key = {k: p for p, k in c.keys.items()}
+    tests = dict(c.python_tests)
+    parts = []
+    for start, end in spans:
+        definition, markers, keys, _ = layout.part(start, end)
+        members = [it.index for it in layout.order[start:end]]
+        parts.append(Part(definition, members, sorted(((by_key[k], k) for k in keys if k in by_key),
+                                                       key=lambda pk: int(pk[1][1:])),
+                          [(k, tests[k]) for k in sorted(keys - set(by_key), key=lambda k: int(k[1:]))],
+                          frozenset().union(*(compiled[i].reads for i in members)), markers))
+    readers: dict = {}
+    for n, part in enumerate(parts):
+        for path in part.reads:
+            readers.setdefault(path, []).append(n)
+    reads = [sorted(paths_read(condition_of(it))) if isinstance(it, Rule) else None for it in items]
+    watched = frozenset(readers)
+    return DurableProgram(parts, items, dict(c.keys), list(c.python_tests), reads, watched,
+                          {p: tuple(ns) for p, ns in readers.items()})
 
 
 def dumps(program: DurableProgram) -> str:

@@ -10,39 +10,73 @@ pushes every child that matches. `stack_bound` is the worst case over all facts.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 STACK = 64
 MAX_CHILDREN = 511          # 512 children of one node: assert_fact never returns
 MAX_NEX_CHILDREN = 127      # 128 `$nex` children of one node: segfault; 129: error 107
+MAX_ENDING = 255            # rules whose pattern ends at one alpha node; 256: assert_fact segfaults; 257: error 108
 MAX_RULES = 4096            # more: error 106
 MAX_PROPERTIES = 254        # properties of one fact (sid, id, k, fields, markers); more: error 302
 
 _OPS = {"$eq": lambda x, c: x == c, "$neq": lambda x, c: x != c, "$gt": lambda x, c: x > c,
         "$gte": lambda x, c: x >= c, "$lt": lambda x, c: x < c, "$lte": lambda x, c: x <= c}
 
+_END = ("$end", "", "")  # not a node: counts the rules whose pattern ends here
 
-def alpha_trie(definition: dict) -> dict:
+
+def chain(pattern) -> tuple:
+    """A rule's pattern as the steps that insert it into the trie: ("node", key) or
+    ("or", (member chains...)). Computed once per rule, reused for every candidate ruleset."""
+    (k, v), = pattern.items()
+    if k == "$and":
+        out = ()
+        for c in v:
+            out += chain(c)
+        return out
+    if k == "$or":
+        return (("or", tuple(chain(member) for member in v)),)
+    key = (next(iter(v)), k, _const(next(iter(v.values())))) if k.startswith("$") else (k, "$eq", _const(v))
+    return (("node", key),)
+
+
+def _trie(chains, ends: bool) -> dict:
     forward = iter(range(1 << 30))
 
-    def add(node, cond):
-        (k, v), = cond.items()
-        if k == "$and":
-            for c in v:
-                node = add(node, c)
-            return node
-        if k == "$or":
-            fwd, key = {}, ("$forward", "$nex", str(next(forward)))
-            for member in v:
-                add(node, member)[key] = fwd
-            return fwd
-        key = (next(iter(v)), k, json.dumps(next(iter(v.values())))) if k.startswith("$") \
-            else (k, "$eq", json.dumps(v))
-        return node.setdefault(key, {})
+    def add(node, steps):
+        for kind, arg in steps:
+            if kind == "node":
+                node = node.setdefault(arg, {})
+            else:
+                fwd, key = {}, ("$forward", "$nex", str(next(forward)))
+                for member in arg:
+                    add(node, member)[key] = fwd
+                node = fwd
+        return node
 
     root: dict = {}
-    for rule in definition.values():
-        add(root, rule["all"][0]["m"])
+    for steps in chains:
+        leaf = add(root, steps)
+        if ends:
+            leaf[_END] = leaf.get(_END, 0) + 1
     return root
+
+
+def _const(v) -> str:
+    return json.dumps(v)
+
+
+def _chains(definition: dict):
+    return [chain(rule["all"][0]["m"]) for rule in definition.values()]
+
+
+def alpha_trie(definition: dict) -> dict:
+    return _trie(_chains(definition), ends=False)
+
+
+@lru_cache(maxsize=1 << 16)
+def _decoded(const: str):
+    return json.loads(const)
 
 
 def _max_pushed(children) -> int:
@@ -50,47 +84,90 @@ def _max_pushed(children) -> int:
     field the largest number of constant comparisons one value can satisfy."""
     n, by_field = 0, {}
     for field, op, const in children:
-        c = json.loads(const)
-        if op in _OPS and not isinstance(c, (dict, str)):
-            by_field.setdefault(field, []).append((op, c))
-        elif op in _OPS and isinstance(c, str):
+        if op == "":
+            continue
+        c = _decoded(const)
+        if op in _OPS and not isinstance(c, dict):
             by_field.setdefault(field, []).append((op, c))
         else:
             n += 1
     for conds in by_field.values():
+        if len(conds) == 1:
+            n += 1
+            continue
         numeric = [(op, c) for op, c in conds if not isinstance(c, str)]
         text = [(op, c) for op, c in conds if isinstance(c, str)]
         best = 0
         if numeric:
-            cands = {c + d for _, c in numeric for d in (-0.5, 0, 0.5)}
-            best = max(sum(_OPS[op](x, c) for op, c in numeric) for x in cands)
+            if all(op == "$eq" for op, _ in numeric) and len({c for _, c in numeric}) == len(numeric):
+                best = 1
+            else:
+                cands = {c + d for _, c in numeric for d in (-0.5, 0, 0.5)}
+                best = max(sum(_OPS[op](x, c) for op, c in numeric) for x in cands)
         if text:
-            cands = {c for _, c in text} | {"\0"}
-            best = max(best, max(sum(_OPS[op](x, c) for op, c in text) for x in cands))
+            if all(op == "$eq" for op, _ in text):
+                best = max(best, 1)
+            else:
+                cands = {c for _, c in text} | {"\0"}
+                best = max(best, max(sum(_OPS[op](x, c) for op, c in text) for x in cands))
         n += best
     return n
 
 
+def measure(definition: dict, chains=None) -> dict:
+    """One walk over the trie: the static stack bound, the most children (and `$nex` children)
+    of one node, and the most rules ending at one node. `chains`: the rules' `chain`s, if known."""
+    root = _trie(_chains(definition) if chains is None else chains, ends=True)
+    out = {"stack": 0, "children": 0, "nex_children": 0, "ending": 0}
+    seen: set = set()
+    stack = [(root, 0)]
+    pushed: dict = {}
+    while stack:
+        node, acc = stack.pop()
+        nid = id(node)
+        p = pushed.get(nid)
+        if p is None:
+            p = pushed[nid] = _max_pushed(node)
+        out["stack"] = max(out["stack"], acc + p)
+        if nid not in seen:  # a forward node is reached from every member of its `$or`
+            seen.add(nid)
+            kids = len(node) - (1 if _END in node else 0)
+            out["children"] = max(out["children"], kids)
+            out["nex_children"] = max(out["nex_children"], sum(1 for (_, op, _) in node if op == "$nex"))
+            out["ending"] = max(out["ending"], node.get(_END, 0))
+        for key, child in node.items():
+            if key != _END:
+                stack.append((child, acc + max(p - 1, 0)))
+    return out
+
+
+def problems(definition: dict, chains=None) -> list[str]:
+    """Why the extension would refuse, hang on or crash with this ruleset (empty: it fits)."""
+    m = measure(definition, chains)
+    out = []
+    if len(definition if chains is None else chains) > MAX_RULES - 1:
+        out.append(f"{len(definition)} rules and tables in one ruleset; the engine takes at most {MAX_RULES - 1}")
+    if m["children"] > MAX_CHILDREN or m["nex_children"] > MAX_NEX_CHILDREN:
+        out.append(f"one test has {max(m['children'], m['nex_children'])} branches; the engine takes at most "
+                   f"{MAX_NEX_CHILDREN} (rules with identical conditions) or {MAX_CHILDREN} (values of one "
+                   "`in` or branches of one test)")
+    if m["ending"] > MAX_ENDING:
+        out.append(f"{m['ending']} rules have identical conditions; the engine takes at most {MAX_ENDING}")
+    if m["stack"] > STACK:
+        out.append(f"in the worst case one fact matches {m['stack']} overlapping tests at once; the engine's "
+                   f"matching stack holds {STACK}: make conditions more specific (equalities on segment, "
+                   "plan...)")
+    return out
+
+
 def stack_bound(definition: dict) -> int:
-    def walk(node, acc):
-        p = _max_pushed(node)
-        best = acc + p
-        for child in node.values():
-            best = max(best, walk(child, acc + max(p - 1, 0)))
-        return best
-    return walk(alpha_trie(definition), 0)
+    return measure(definition)["stack"]
 
 
 def widest(definition: dict) -> tuple[int, int]:
     """(most children of one node, most `$nex` children of one node)."""
-    most = most_nex = 0
-    stack = [alpha_trie(definition)]
-    while stack:
-        node = stack.pop()
-        most = max(most, len(node))
-        most_nex = max(most_nex, sum(1 for (_, op, _) in node if op == "$nex"))
-        stack.extend(node.values())
-    return most, most_nex
+    m = measure(definition)
+    return m["children"], m["nex_children"]
 
 
 def fnv1a_32(name: str) -> int:

@@ -673,6 +673,34 @@ def test_more_than_4096_rules_is_error_106():
         E.create_ruleset("r4097", json.dumps(rules(4097)))
 
 
+ENDING = """
+R = {{f"r{{i}}": {{"all": [{{"m": {{"$and": [{{"k": 1}}, {{"$gte": {{"v0": 0}}}}]}}}}], "pri": 1}} for i in range({m})}}
+h = E.create_ruleset("same", json.dumps(R))
+_, sh = E.assert_fact(h, json.dumps({{"sid": "1", "id": "a", "k": 1, "v0": 5}}))
+print(drive(h, sh))
+"""
+
+
+def test_at_most_255_rules_end_at_one_alpha_node():
+    """Rules with identical conditions end at one alpha node: 255 work, 256 crash the first
+    assert (SIGSEGV), 257 are error 108 at creation. Rules ending at distinct nodes are not
+    limited this way (900 matching rules under a 30 x 30 tree all fire)."""
+    ok = isolated(ENDING.format(m=255))
+    assert ok.returncode == 0 and ok.stdout.split() == ["255"]
+    crash = isolated(ENDING.format(m=256))
+    assert crash is not None and crash.returncode == -11
+    refused = isolated(ENDING.format(m=257))
+    assert refused.returncode == 1 and "error code: 108" in refused.stderr
+    tree = isolated("""
+        R = {f"r{i}_{j}": {"all": [{"m": {"$and": [{"k": 1}, {"$gte": {"v0": -i}}, {"$gte": {"v1": -j}}]}}]}
+             for i in range(30) for j in range(30)}
+        h = E.create_ruleset("tree", json.dumps(R))
+        _, sh = E.assert_fact(h, json.dumps({"sid": "1", "id": "a", "k": 1, "v0": 5, "v1": 5}))
+        print(drive(h, sh))
+    """)
+    assert tree.returncode == 0 and tree.stdout.split() == ["900"]
+
+
 FANOUT = """
 M, KIND, STEP = {m}, "{kind}", "{step}"
 if KIND == "eq":

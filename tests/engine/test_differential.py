@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.compile.durable import compile_flow
 from engine.compile.reference import ReferenceEngine
 from engine.ir import (
     All, Any_, Arbitration, Escalate, Expr, FactRef, Flow, Not, Output, Recommend, Row, Rule, Ruleset,
@@ -121,10 +122,12 @@ def outcome(o):
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(rules(), st.booleans(), st.lists(facts, min_size=1, max_size=12))
-def test_durable_agrees_with_reference(rule_list, with_table, fact_sets):
+@given(rules(), st.booleans(), st.lists(facts, min_size=1, max_size=12), st.sampled_from([None, 1, 2, 3]))
+def test_durable_agrees_with_reference(rule_list, with_table, fact_sets, max_items):
+    """`max_items` cuts the flow into parts of at most that many items, as the engine's limits
+    cut a large one: the agenda then crosses parts, goes back to earlier ones, re-asserts."""
     flow = make_flow(rule_list, with_table)
-    durable = DurableEngine(flow)
+    durable = DurableEngine(flow, compile_flow(flow, max_items))
     reference = ReferenceEngine(flow)
     try:
         for wm in fact_sets:
