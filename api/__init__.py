@@ -7,6 +7,7 @@ import time
 
 from flask import Flask, g, request
 
+from adapters import telemetry
 from config.settings import Settings, from_env
 
 from . import errors, logs
@@ -45,14 +46,36 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     def _start():
         g.request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
         g.started = time.perf_counter()
+        route = request.url_rule.rule if request.url_rule is not None else request.path
+        span = telemetry.tracer("postsale.http").start_span(
+            f"{request.method} {route}", context=telemetry.context_of(request.headers), kind=telemetry.SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "http.route": route, "url.path": request.path,
+                        "postsale.request_id": g.request_id})
+        g.span, g.span_token = span, telemetry.attach(telemetry.in_span(span))
 
     @app.after_request
     def _finish(resp):
+        span = g.get("span")
+        if span is not None:
+            span.set_attribute("http.response.status_code", resp.status_code)
+            if resp.status_code >= 500:
+                span.set_status(telemetry.Status(telemetry.StatusCode.ERROR))
         resp.headers["X-Request-Id"] = g.get("request_id", "")
         if request.path not in ("/healthz", "/metrics"):
             access.info("request", extra={"method": request.method, "path": request.path, "status": resp.status_code,
                                           "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
                                           "key_id": g.get("api_key_id")})
         return resp
+
+    @app.teardown_request
+    def _end_span(exc):
+        span, token = g.pop("span", None), g.pop("span_token", None)
+        if span is not None:
+            if exc is not None:
+                span.record_exception(exc)
+                span.set_status(telemetry.Status(telemetry.StatusCode.ERROR))
+            span.end()
+        if token is not None:
+            telemetry.detach(token)
 
     return app

@@ -9,11 +9,16 @@ import time
 
 from flask import g, has_request_context
 
+from adapters import telemetry
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(time.time(), 3), "level": record.levelname.lower(), "logger": record.name,
                "msg": record.getMessage()}
+        ids = telemetry.ids()
+        if ids is not None:
+            out["trace_id"], out["span_id"] = ids
         if has_request_context():
             out["request_id"] = getattr(g, "request_id", None)
             if getattr(g, "decision_id", None):

@@ -158,6 +158,8 @@ def cmd_worker(args, out=None) -> int:
         return FAILED
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        from adapters import telemetry
+        telemetry.configure(settings.traces_exporter)
         d = build_dispatcher(args, settings=settings)
     except RulesetError as exc:
         for diag in exc.diagnostics:

@@ -193,6 +193,8 @@ def cmd_consume(args, out=None, stop=None, environ=None) -> int:
         return FAILED
     stream_defaults(args, settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from adapters import telemetry
+    telemetry.configure(settings.traces_exporter)  # a missing exporter: one line, from main
     r = _redis(settings)
     if r is None:
         return FAILED

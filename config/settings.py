@@ -60,6 +60,20 @@ def _path(env, name) -> Path | None:
     return Path(raw) if raw else None
 
 
+TRACE_EXPORTERS = ("none", "console", "otlp")
+
+
+def _exporters(env, name) -> tuple[str, ...]:
+    """OTEL_TRACES_EXPORTER as the OpenTelemetry specification spells it (a comma list), except
+    that unset means none: tracing is off until an operator names an exporter."""
+    raw = (env.get(name) or "").strip()
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip()) or ("none",)
+    unknown = [n for n in names if n not in TRACE_EXPORTERS]
+    if unknown:
+        raise SettingsError(f"{name}={raw!r}: the exporters are {', '.join(TRACE_EXPORTERS)}")
+    return names
+
+
 def _flag(env, name) -> bool | None:
     raw = env.get(name)
     if raw in (None, ""):
@@ -125,6 +139,8 @@ class Settings:
     config_dir: Path = ROOT / "config"
     # POSTSALE_DATA_DIR: where the embedded SQLite database lives
     data_dir: Path = ROOT / "var"
+    # OTEL_TRACES_EXPORTER: where spans go (adapters/telemetry.py); ("none",): tracing off
+    traces_exporter: tuple = ("none",)
 
     @property
     def embedded(self) -> bool:
@@ -199,4 +215,5 @@ def from_env(env=None) -> Settings:
         approval_escalate_to=env.get("POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO", "csm_lead"),
         config_dir=config_dir,
         data_dir=data_dir,
+        traces_exporter=_exporters(env, "OTEL_TRACES_EXPORTER"),
     )

@@ -2,6 +2,8 @@
 validate → (scores as facts) → rules → guardrails → arbitrate → plan."""
 from __future__ import annotations
 
+from opentelemetry import trace
+
 from .arbitration import arbitrate
 from .compile.reference import ReferenceEngine
 from .facts import FactsModel, flatten
@@ -30,18 +32,26 @@ class Decider:
         """(decision, the facts it was made on: validated, with the scores the models added).
 
         Scores a caller sends are kept, so replaying the recorded facts gives the same decision."""
+        tracer = trace.get_tracer("postsale.engine")
         prepared = self.facts.prepare(facts)
         scored = {}
         if self.scoring is not None:
-            prepared, results = self.scoring.apply_explained(prepared)
-            if results:
-                prepared = self.facts.prepare(prepared)
-                scored = {name: {"value": r.value, "confidence": r.confidence, "model": r.model_version,
-                                 "flags": list(r.flags)} for name, r in sorted(results.items())}
+            with tracer.start_as_current_span("score") as span:
+                prepared, results = self.scoring.apply_explained(prepared)
+                if results:
+                    prepared = self.facts.prepare(prepared)
+                    scored = {name: {"value": r.value, "confidence": r.confidence, "model": r.model_version,
+                                     "flags": list(r.flags)} for name, r in sorted(results.items())}
+                span.set_attribute("postsale.models", sorted({s["model"] for s in scored.values() if s["model"]}))
         inputs = flatten(prepared)
         wm = dict(inputs)
-        outcome = self.engine.run(wm)
-        decision = plan(self.flow, inputs, wm, outcome)
+        with tracer.start_as_current_span("rules", attributes={"postsale.flow": self.flow.name,
+                                                              "postsale.ruleset_version": self.flow.version,
+                                                              "postsale.engine": self.engine_name}) as span:
+            outcome = self.engine.run(wm)
+            span.set_attribute("postsale.rules_fired", len(outcome.firings))
+        with tracer.start_as_current_span("guardrails"):
+            decision = plan(self.flow, inputs, wm, outcome)
         decision["trace"]["scores"] = scored
         return decision, prepared
 

@@ -29,6 +29,8 @@ def bootstrap(settings: Settings | None = None, *, redis=_FROM_SETTINGS, start: 
     none) and load the knowledge documents; `watch`: follow new versions in the background, so
     the decision path never asks the database which version is live."""
     settings = settings or from_env()
+    from adapters import telemetry
+    telemetry.configure(settings.traces_exporter)
     rt = Runtime(settings, redis_client(settings) if redis is _FROM_SETTINGS else redis)
     if start:
         rt.start()

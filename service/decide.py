@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy.exc import IntegrityError
 
-from adapters import metrics
+from adapters import metrics, telemetry
 from adapters.store.db import iso
 from adapters.store.idempotency import MISMATCH, REPLAY, key_hash, request_hash
 from engine.decision import Decision
@@ -100,7 +100,14 @@ def decide(rt, cmd: DecideCommand, *, complete=None, unless=None) -> Decided:
                 raise IdempotencyMismatch()
             return Decided(body=waited[1][1], status=waited[1][0], replayed=True)
     try:
-        return _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless)
+        with telemetry.tracer("postsale.service").start_as_current_span(
+                f"decide {flow}", attributes={"postsale.flow": flow, "postsale.dry_run": cmd.dry_run}) as span:
+            done = _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless)
+            if done.decision is not None:
+                span.set_attribute("postsale.status", done.decision.status)
+                if done.decision.id:
+                    span.set_attribute("postsale.decision_id", done.decision.id)
+            return done
     finally:
         if idem is not None:
             rt.idempotency.release(idem[0])
@@ -132,11 +139,16 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
         body.update(Decision.from_result(planned, id=decision_id, created_at=iso(at)).to_json())
         return [rt.idempotency.row(idem[0], idem[1], 201, body, at)] if idem is not None else []
 
+    # the decision's trace, recorded with it: the outbox's calls continue it, whichever worker runs them
+    context = {**cmd.context, **({"traceparent": tp} if (tp := telemetry.traceparent()) else {})}
     try:
-        decision_id, at, planned = rt.decisions.record(
-            flow=flow, version=result["ruleset_version"], facts=decided, context=cmd.context, result=result,
-            request_hash=req_hash, api_key_id=cmd.api_key_id, extra=respond, complete=complete, cost=cost,
-            signals=signals)
+        with telemetry.tracer("postsale.service").start_as_current_span("decision.record",
+                                                                       kind=telemetry.SpanKind.CLIENT,
+                                                                       attributes={"db.system": rt.db.dialect.name}):
+            decision_id, at, planned = rt.decisions.record(
+                flow=flow, version=result["ruleset_version"], facts=decided, context=context, result=result,
+                request_hash=req_hash, api_key_id=cmd.api_key_id, extra=respond, complete=complete, cost=cost,
+                signals=signals)
     except IntegrityError:
         if idem is None:
             raise

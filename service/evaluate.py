@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from adapters import metrics
+from adapters import metrics, telemetry
 from adapters.store.db import aware, now, transaction
 from adapters.store.decisions import audit
 from adapters.store.models import AuditEntry, Decision, DueEvaluation
@@ -52,6 +52,7 @@ class Due:
     events: int
     first_signal_at: datetime
     newest_event_at: datetime
+    trace_context: str | None = None  # the traceparent of the event that scheduled it
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Evaluator:
                 row.lease_until = real + self.lease
                 row.attempts = (row.attempts or 0) + 1
                 out.append(Due(row.account_id, row.flow, row.trigger, row.generation, row.attempts, row.events,
-                               aware(row.first_signal_at), aware(row.newest_event_at)))
+                               aware(row.first_signal_at), aware(row.newest_event_at), row.trace_context))
         return out
 
     def run_due(self, limit: int = 100, at: datetime | None = None) -> Summary:
@@ -140,6 +141,17 @@ class Evaluator:
                 stop.wait(poll)
 
     def evaluate(self, due: Due) -> tuple[str, str | None]:
+        with telemetry.tracer("postsale.service").start_as_current_span(
+                f"evaluate {due.flow}", context=telemetry.context_of(due.trace_context),
+                attributes={"postsale.flow": due.flow, "postsale.account_id": due.account_id,
+                            "postsale.trigger": due.trigger, "postsale.events": due.events}) as span:
+            outcome, decision_id = self._evaluate_once(due)
+            span.set_attribute("postsale.outcome", outcome)
+            if decision_id:
+                span.set_attribute("postsale.decision_id", decision_id)
+            return outcome, decision_id
+
+    def _evaluate_once(self, due: Due) -> tuple[str, str | None]:
         try:
             return self._evaluate(due)
         except LostClaim:

@@ -35,6 +35,7 @@ from datetime import timedelta
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import aliased
 
+from adapters import telemetry
 from adapters.store.db import now, transaction
 from adapters.store.models import Decision, DecisionEvent, Outbox
 from adapters.tools.base import ToolError, ToolResult, ToolTimeout, compensation_key
@@ -148,7 +149,7 @@ class Dispatcher:
         self.worker_id = (worker_id or worker_name())[:128]
         self.actor = actor
         self.clock = clock
-        self._decisions: dict[str, tuple[dict, str | None]] = {}
+        self._decisions: dict[str, tuple[dict, str | None, str | None]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ claiming
@@ -174,7 +175,20 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ one row
     def process(self, c: Claimed, deadline: float | None = None) -> StepResult:
-        """Run one claimed row to its next state."""
+        """Run one claimed row to its next state, in a span of the decision's trace."""
+        parent = telemetry.context_of(self._recorded(c.decision_id)[2]) if telemetry.enabled() else None
+        with telemetry.tracer("postsale.dispatch").start_as_current_span(
+                f"outbox.dispatch {c.action_type}", context=parent, kind=telemetry.SpanKind.CONSUMER,
+                attributes={"postsale.decision_id": c.decision_id, "postsale.outbox.id": c.id,
+                            "postsale.outbox.step": c.step, "postsale.action": c.action_type}) as span:
+            r = self._process(c, deadline)
+            span.set_attribute("postsale.outbox.state", r.state)
+            span.set_attribute("postsale.outbox.attempts", r.attempts)
+            if r.state in ("retry", "dead"):
+                span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, r.error or r.state))
+            return r
+
+    def _process(self, c: Claimed, deadline: float | None) -> StepResult:
         try:
             adapter = self.registry.adapter_for(c.action_type)
         except ToolError as err:
@@ -235,13 +249,17 @@ class Dispatcher:
             time.sleep(wait)
 
     def _decision(self, decision_id: str) -> tuple[dict, str | None]:
+        return self._recorded(decision_id)[:2]
+
+    def _recorded(self, decision_id: str) -> tuple[dict, str | None, str | None]:
+        """(result, account, traceparent) of a decision."""
         with self._lock:
             hit = self._decisions.get(decision_id)
         if hit is not None:
             return hit
         with self.factory() as s:
             d = s.get(Decision, decision_id)
-            value = (d.result, d.account_id) if d is not None else ({}, None)
+            value = (d.result, d.account_id, (d.context or {}).get("traceparent")) if d is not None else ({}, None, None)
         with self._lock:
             if len(self._decisions) > 2048:
                 self._decisions.clear()

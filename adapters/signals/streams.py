@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+from adapters import telemetry
 from engine.signals.events import MAX_BATCH, Event, EventError, parse_event
 
 log = logging.getLogger("postsale.streams")
@@ -46,8 +47,13 @@ def default_consumer() -> str:
 
 
 def entry_fields(event: Event) -> dict:
-    """The stream entry for one event."""
-    return {"event": json.dumps(event.as_json(), separators=(",", ":"), ensure_ascii=False)}
+    """The stream entry for one event, with the trace context it is published in (if any)."""
+    return {"event": json.dumps(event.as_json(), separators=(",", ":"), ensure_ascii=False), **telemetry.carrier()}
+
+
+def trace_carrier(fields: dict) -> dict:
+    """The W3C trace fields of a stream entry (`traceparent`, `tracestate`)."""
+    return {k: _text(v) for k, v in ((_text(k), v) for k, v in fields.items()) if k in ("traceparent", "tracestate")}
 
 
 def _text(value) -> str:
@@ -277,7 +283,17 @@ class Consumer:
         if bad:
             self._park(bad)
         if good:
-            self._ingest(good)
+            carriers = [trace_carrier(i.fields) for i in good]
+            parents = {c.get("traceparent") for c in carriers if c.get("traceparent")}
+            # one producer's trace: continue it; a batch from many: link to each
+            parent = telemetry.context_of(carriers[0]) if len(parents) == 1 and all(carriers) else None
+            with telemetry.tracer("postsale.streams").start_as_current_span(
+                    f"consume {self.stream}", context=parent, kind=telemetry.SpanKind.CONSUMER,
+                    links=telemetry.links_from(carriers) if parent is None else None,
+                    attributes={"messaging.system": "redis", "messaging.destination.name": self.stream,
+                                "messaging.consumer.group.name": self.group,
+                                "messaging.batch.message_count": len(good)}):
+                self._ingest(good)
         return len(entries)
 
     def _ingest(self, items: list[_Item]) -> int:
@@ -421,7 +437,10 @@ class Consumer:
 def publish(redis, stream: str, events: list[Event], chunk: int = 500) -> list[str]:
     """XADD every event, one pipeline; the entry ids in order."""
     ids = []
-    with redis.pipeline(transaction=False) as p:
+    with telemetry.tracer("postsale.streams").start_as_current_span(
+            f"publish {stream}", kind=telemetry.SpanKind.PRODUCER,
+            attributes={"messaging.system": "redis", "messaging.destination.name": stream,
+                        "messaging.batch.message_count": len(events)}), redis.pipeline(transaction=False) as p:
         for k in range(0, len(events), chunk):
             for e in events[k:k + chunk]:
                 p.xadd(stream, entry_fields(e))

@@ -20,6 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.signals.events import Event, iso
 from engine.signals.features import canonical, empty_state, features, fold, rebuild
 
+from adapters import telemetry
+
 from .db import aware, now, transaction
 from .models import DueEvaluation
 from .models import Event as EventRow
@@ -86,6 +88,14 @@ class EventStore:
 
     # ---- writes ----
     def ingest(self, events: list[Event]) -> IngestResult:
+        with telemetry.tracer("postsale.events").start_as_current_span(
+                "events.ingest", attributes={"postsale.events": len(events)}) as span:
+            result = self._ingest(events)
+            span.set_attribute("postsale.accepted", len(result.accepted))
+            span.set_attribute("postsale.scheduled", len(result.scheduled))
+            return result
+
+    def _ingest(self, events: list[Event]) -> IngestResult:
         result = IngestResult()
         seen, unique = set(), []
         for e in events:
@@ -187,7 +197,7 @@ class EventStore:
                 row = DueEvaluation(account_id=account, flow=flow, trigger=t.name, first_signal_at=received,
                                     newest_event_at=newest, due_at=min(received + timedelta(seconds=t.debounce), deadline),
                                     deadline=deadline, events=len(events), generation=1, attempts=0,
-                                    created_at=received)
+                                    created_at=received, trace_context=telemetry.traceparent())
                 s.add(row)
                 dues[(account, flow)] = row
             else:

@@ -190,6 +190,7 @@ class DueEvaluation(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    trace_context: Mapped[str | None] = mapped_column(String(128))  # traceparent of the burst's first event
 
     __table_args__ = (Index("ix_due_evaluations_due", "due_at"),)
 

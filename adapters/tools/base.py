@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
+from adapters import telemetry
+
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import ToolSpec
 
@@ -297,6 +299,20 @@ class Adapter:
 
     # -- the shared path
     def _run(self, action, params, key, *, reference, compensates) -> ToolResult:
+        with telemetry.tracer("postsale.tools").start_as_current_span(
+                f"tool {self.tool}.{action}", kind=telemetry.SpanKind.CLIENT,
+                attributes={"postsale.tool": self.tool, "postsale.action": action, "postsale.adapter": self.kind,
+                            "postsale.compensates": compensates or ""}) as span:
+            try:
+                result = self._run_once(action, params, key, reference=reference, compensates=compensates)
+            except ToolError as err:
+                span.set_attribute("postsale.outcome", err.outcome)
+                span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, str(err)[:200]))
+                raise
+            span.set_attribute("postsale.outcome", "replayed" if result.replayed else "ok")
+            return result
+
+    def _run_once(self, action, params, key, *, reference, compensates) -> ToolResult:
         started = time.perf_counter()
         if not isinstance(key, str) or not _KEY.match(key):
             raise ValueError("idempotency key must be 1-255 printable ASCII characters without spaces")

@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters import telemetry
+
 from .base import (Adapter, ToolBadResponse, ToolMisconfigured, ToolRateLimited, ToolRejected, ToolResult,
                    ToolTimeout, ToolUnavailable, parse_retry_after)
 
@@ -115,6 +117,7 @@ class HttpAdapter(Adapter):
     def _call(self, spec_action, params, key, reference) -> ToolResult:
         action = spec_action.name
         request = self.request_for(spec_action, params, key, reference)
+        request.headers.update(telemetry.carrier())  # traceparent: the tool's own trace continues ours
         secret = self._credential()
         if secret is not None:
             request.headers["Authorization"] = f"Bearer {secret}"

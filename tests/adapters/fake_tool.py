@@ -49,6 +49,7 @@ class FakeTool:
                 "method": environ["REQUEST_METHOD"], "path": environ["PATH_INFO"],
                 "query": environ.get("QUERY_STRING", ""), "idempotency_key": environ.get("HTTP_IDEMPOTENCY_KEY"),
                 "authorization": environ.get("HTTP_AUTHORIZATION"), "content_type": environ.get("CONTENT_TYPE"),
+                "traceparent": environ.get("HTTP_TRACEPARENT"),
                 "body": json.loads(body) if body else None,
             })
             behaviour = self.script.pop(0) if self.script else ("ok",)
