@@ -19,6 +19,21 @@ DRIFT = Gauge("postsale_drift_alert", "1 when a feature of the model drifted (PS
               multiprocess_mode="max")
 
 
+_children: dict = {}
+
+
+def child(metric, *labels):
+    """The metric's child for these label values, looked up once: `labels()` validates, locks
+    and builds its key on every call, and a decision touches a dozen children."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        if len(_children) > 10_000:  # ruleset versions come and go
+            _children.clear()
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
 def update_drift(scoring) -> list:
     """Refresh the drift gauges from the scoring service; returns the reports."""
     if scoring is None:

@@ -18,6 +18,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     logs.configure(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    from .jsonio import FastJSONProvider
+    app.json = FastJSONProvider(app)
     app.json.sort_keys = False
     errors.init_app(app)
 

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 
+import orjson
 from flask import g, has_request_context
 
 from adapters import telemetry
@@ -31,7 +32,10 @@ class JsonFormatter(logging.Formatter):
             exc = record.exc_info[1]
             # the first line names the failure; later lines of database errors carry SQL parameters
             out["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
-        return json.dumps(out)
+        try:
+            return orjson.dumps(out).decode()
+        except TypeError:  # a value orjson refuses (a lone surrogate in a message)
+            return json.dumps(out, default=str)
 
 
 def configure(level: str) -> None:

@@ -791,8 +791,8 @@ def _inproc_main(db_url: str, n: int) -> None:
 
     def stub(**kw):
         did, at = new_id(), now()
-        if kw.get("idempotency") is not None:
-            kw["idempotency"](None, did, at, kw["result"])
+        if kw.get("extra") is not None:
+            kw["extra"](did, at, kw["result"])
         return did, at, kw["result"]
     rt.decisions.record = stub
     try:

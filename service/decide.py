@@ -169,11 +169,11 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
 
 
 def _observe(flow: str, decision: Decision, started: float, cost: dict, recorded: bool) -> None:
-    metrics.DECISIONS.labels(flow, decision.status, decision.ruleset_version).inc()
-    metrics.LATENCY.labels(flow).observe(time.perf_counter() - started)
-    metrics.CPU.labels(flow).observe(cost["cpu_ms"] / 1000)
+    metrics.child(metrics.DECISIONS, flow, decision.status, decision.ruleset_version).inc()
+    metrics.child(metrics.LATENCY, flow).observe(time.perf_counter() - started)
+    metrics.child(metrics.CPU, flow).observe(cost["cpu_ms"] / 1000)
     for rule in decision.fired:
-        metrics.FIRINGS.labels(flow, rule).inc()
+        metrics.child(metrics.FIRINGS, flow, rule).inc()
     if recorded:
         log.info("decided", extra={**decision.log_fields(), "ms": round((time.perf_counter() - started) * 1000, 2)})
 

@@ -151,6 +151,7 @@ class Dispatcher:
         self.clock = clock
         self._decisions: dict[str, tuple[dict, str | None, str | None]] = {}
         self._lock = threading.Lock()
+        self._prepaid = threading.local()  # rate-limit tokens run_decision took before claiming
 
     # ------------------------------------------------------------------ claiming
     def _excluded_actions(self) -> list[str]:
@@ -237,6 +238,10 @@ class Dispatcher:
 
     def _rate_wait(self, adapter, deadline) -> float:
         """0 once a token is taken; else the seconds to defer by."""
+        prepaid = getattr(self._prepaid, "tools", None)
+        if prepaid and adapter.tool in prepaid:
+            prepaid.discard(adapter.tool)
+            return 0.0
         while True:
             wait = self.limiter.acquire(adapter.tool, adapter.rate_limit)
             if wait <= 0:
@@ -574,11 +579,14 @@ class Dispatcher:
                                 and (r.last_error or "").startswith("compensation failed")]})
 
     # ------------------------------------------------------------------ modes
-    def work_one(self, deadline: float | None = None, decision_id: str | None = None) -> StepResult | str | None:
-        """One unit of work: a pending compensation first, else one due row. None: nothing to do."""
-        job = self._claim_compensation(decision_id)
-        if job is not None:
-            return self._compensate(job, deadline)
+    def work_one(self, deadline: float | None = None, decision_id: str | None = None,
+                 compensations: bool = True) -> StepResult | str | None:
+        """One unit of work: a pending compensation first (unless the caller knows there is
+        none), else one due row. None: nothing to do."""
+        if compensations:
+            job = self._claim_compensation(decision_id)
+            if job is not None:
+                return self._compensate(job, deadline)
         got = self.claim(1, decision_id=decision_id)
         if not got:
             return None
@@ -652,20 +660,48 @@ class Dispatcher:
         for t in threads:
             t.join()
 
-    def run_decision(self, decision_id: str, budget_seconds: float) -> list[dict]:
+    def run_decision(self, decision_id: str, budget_seconds: float, first_action: str | None = None) -> list[dict]:
         """Inline dispatch: this decision's due steps, in order, until done or the time budget is
         spent (a call already started finishes; the tool's timeout bounds it). What is left is
-        for the workers. Returns the state of each of the decision's rows."""
+        for the workers. Returns the state of each of the decision's rows.
+
+        `first_action`, for a decision recorded a moment ago: the type of its first step, which
+        is ready. Then no compensation can be pending until a step dies, and when that step's
+        tool has an open circuit or no rate-limit token now, nothing is claimed or written (the
+        row stays ready for the workers) and [] is returned: under load, when the tools' limits
+        are spent, inline dispatch costs no transaction."""
         deadline = self.clock() + max(0.0, budget_seconds)
-        while self.clock() < deadline:
-            try:
-                r = self.work_one(deadline, decision_id)
-            except Exception:  # noqa: BLE001 - the decision is recorded; workers take over
-                log.exception("inline dispatch of decision %s failed", decision_id)
-                break
-            if r is None or (isinstance(r, StepResult) and r.state in ("retry", "deferred", "lost")):
-                break
+        compensations = first_action is None
+        if first_action is not None and not self._prepay(first_action):
+            return []
+        try:
+            while self.clock() < deadline:
+                try:
+                    r = self.work_one(deadline, decision_id, compensations)
+                except Exception:  # noqa: BLE001 - the decision is recorded; workers take over
+                    log.exception("inline dispatch of decision %s failed", decision_id)
+                    break
+                if r is None or (isinstance(r, StepResult) and r.state in ("retry", "deferred", "lost")):
+                    break
+                if isinstance(r, StepResult) and r.state == "dead":
+                    compensations = True
+        finally:
+            self._prepaid.tools = set()
         return self.states(decision_id)
+
+    def _prepay(self, action_type: str) -> bool:
+        """False when the action's tool has an open circuit or no rate-limit token now; else
+        True, holding the token taken for the step's call (process spends it)."""
+        try:
+            adapter = self.registry.adapter_for(action_type)
+        except ToolError:
+            return True  # process records the row dead
+        if adapter.tool in self.breakers.open_tools():
+            return False
+        if self.limiter.acquire(adapter.tool, adapter.rate_limit) > 0:
+            return False
+        self._prepaid.tools = {adapter.tool}
+        return True
 
     def states(self, decision_id: str) -> list[dict]:
         with self.factory() as s:

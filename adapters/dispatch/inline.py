@@ -28,12 +28,13 @@ def build_dispatcher(factory, redis=None, settings=None):
                       max_rate_wait=0.0)
 
 
-def dispatch_decision(dispatcher, decision_id: str, budget_seconds: float) -> list[dict]:
+def dispatch_decision(dispatcher, decision_id: str, budget_seconds: float, first_action: str | None = None) -> list[dict]:
     """Run `decision_id`'s ready steps within `budget_seconds`; the state of each of its rows
-    ([{id, step, type, state, attempts, idempotency_key}]), or [] without a dispatcher."""
+    ([{id, step, type, state, attempts, idempotency_key}]), or [] without a dispatcher or when
+    nothing ran (Dispatcher.run_decision's `first_action`)."""
     if dispatcher is None:
         return []
-    return dispatcher.run_decision(decision_id, budget_seconds)
+    return dispatcher.run_decision(decision_id, budget_seconds, first_action)
 
 
 def dispatch_inline(dispatcher, factory, decision_id: str, budget_seconds: float, body: dict,
@@ -42,10 +43,11 @@ def dispatch_inline(dispatcher, factory, decision_id: str, budget_seconds: float
     dead, suppressed, ... or still ready) and into the stored idempotent response, so a replay
     answers the same. Never raises: the decision is recorded."""
     actions = body.get("actions") or []
-    if not any(a.get("status") == "ready" for a in actions):
-        return
+    first = min(actions, key=lambda a: a.get("step") or 0, default=None)
+    if first is None or first.get("status") != "ready":
+        return  # the first step waits for an approval: nothing can run yet
     try:
-        states = dispatch_decision(dispatcher, decision_id, budget_seconds)
+        states = dispatch_decision(dispatcher, decision_id, budget_seconds, first.get("type"))
     except Exception:  # noqa: BLE001
         log.exception("inline dispatch of decision %s failed; the workers will run it", decision_id)
         return

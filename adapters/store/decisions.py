@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import timedelta
 
 from sqlalchemy import JSON, bindparam, literal_column, select
 
 from engine.decision import Decision as DecisionView
 
-from .db import iso, new_id, now, transaction
+from .db import dumps, iso, new_id, now, transaction
 from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox
 
 
@@ -97,7 +96,7 @@ class DecisionStore:
             for j, row in enumerate(values):
                 for c, v in row.items():
                     name = f"p{i}_{j}_{c}"
-                    params[name] = json.dumps(v) if name in as_json and v is not None else v
+                    params[name] = dumps(v) if name in as_json and v is not None else v
         return sql, params
 
     def get(self, decision_id: str) -> dict | None:

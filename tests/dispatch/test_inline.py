@@ -14,7 +14,7 @@ from cli import dispatch as cli
 from adapters.tools.sandbox import list_records
 from config.settings import from_env
 
-from .conftest import catalog, make_dispatcher, record, rows
+from .conftest import catalog, events, make_dispatcher, record, rows
 
 KEYS = {"k-decide": ["decide", "read"]}
 
@@ -48,6 +48,36 @@ def test_a_failing_step_inline_is_left_for_retry(sqlite_factory):
     add_fault(sqlite_factory, "crm", "unavailable", times=1)
     states = dispatch_decision(d, dec, 1.0)
     assert [s["state"] for s in states] == ["retry", "ready"]
+
+
+def test_a_spent_rate_limit_or_an_open_circuit_costs_no_transaction(sqlite_factory):
+    """A decision just recorded whose first step's tool cannot be called now: nothing is
+    claimed or written (the row stays ready for the workers), counted in statements."""
+    from sqlalchemy import event
+    limited = make_dispatcher(sqlite_factory, catalog(rate=0.001, burst=1))
+    tripped = make_dispatcher(sqlite_factory, breaker_threshold=1)
+    tripped.breakers["marketing"].failure()
+    first = record(sqlite_factory, [("create_quote", {"account": "a-1", "offer": "renewal_36m"})])
+    assert [s["state"] for s in dispatch_decision(limited, first, 1.0, "create_quote")] == ["done"]  # the one token
+    spent = record(sqlite_factory, [("create_quote", {"account": "a-2", "offer": "renewal_36m"})])
+    outreach = record(sqlite_factory, [("schedule_outreach", {"account": "a-3", "channel": "email"})])
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+    engine = sqlite_factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert dispatch_decision(limited, spent, 1.0, "create_quote") == []
+        assert dispatch_decision(tripped, outreach, 1.0, "schedule_outreach") == []
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert statements == []
+    assert [r.state for r in rows(sqlite_factory, spent)] == ["ready"]
+    assert [r.state for r in rows(sqlite_factory, outreach)] == ["ready"]
+    # without the caller's word that the decision is new, the row is claimed and deferred as before
+    assert [s["state"] for s in dispatch_decision(limited, spent, 1.0)] == ["ready"]
+    assert "action.deferred" in [t for t, _ in events(sqlite_factory, spent)]
 
 
 def test_the_runtime_builds_its_dispatcher_from_the_shipped_catalog(sqlite_factory, monkeypatch):
