@@ -7,7 +7,7 @@ or write a logged-data file for training response models (docs/simulator.md).
 
 `--seed` takes a list (1,2,3): one table per seed. `shipped` runs the decide use case in this
 process on a private SQLite database; `--http URL` adds the `http` policy, a running service
-driven through POST /v1/decisions (dry runs), with the key of --api-key (`--api-key "$POSTSALE_KEY"`).
+driven through POST /v1/decisions (dry runs), with the key of --api-key or POSTSALE_KEY.
 Exit codes: 0 done, 1 a policy could not run (the runtime does not start, the service answers
 with an error), 2 bad arguments.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 OK, LOAD_ERROR, USAGE = 0, 1, 2
@@ -69,7 +70,7 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("--policy", type=_policies, default=None, metavar="LIST",
                    help=f"comma-separated policies (default {DEFAULT_POLICIES}, plus http with --http)")
     s.add_argument("--http", metavar="URL", help="a running service, e.g. http://127.0.0.1:8000")
-    s.add_argument("--api-key", metavar="KEY", help="the service's API key, when it asks for one")
+    s.add_argument("--api-key", metavar="KEY", help="the service's API key (default: POSTSALE_KEY)")
     s.add_argument("--capacity-share", type=_share, default=0.05, metavar="F",
                    help="human touches available, as a share of the book (default 0.05, policy 11)")
     s.add_argument("--json", action="store_true", help="the scores as JSON")
@@ -98,10 +99,11 @@ def cmd_simulate(args) -> int:
     if "http" in policies and not args.http:
         print("postsale simulate: the http policy needs --http URL", file=sys.stderr)
         return USAGE
+    key = args.api_key or os.environ.get("POSTSALE_KEY")
     reports = []
     for seed in args.seed:
         try:
-            reports.append(simulate(args.accounts, seed, args.shift, policies, args.http, args.api_key,
+            reports.append(simulate(args.accounts, seed, args.shift, policies, args.http, key,
                                     args.capacity_share))
         except HttpError as exc:
             print(f"postsale simulate: {exc}", file=sys.stderr)

@@ -32,6 +32,9 @@ ALLOWED = {
         "a write, for prometheus_client in the workers",
     ("cli/main.py", "cmd_serve", "write POSTSALE_API_KEYS"):
         "a write: the generated development key, for the gunicorn workers",
+    ("cli/simulate.py", "cmd_simulate", "read POSTSALE_KEY"):
+        "a client's key for `simulate --http` (the variable `postsale serve` tells a user to export), "
+        "not a setting of the service",
 }
 
 
