@@ -10,7 +10,7 @@ from flask import Flask, g, request
 from adapters import telemetry
 from config.settings import Settings, from_env
 
-from . import errors, logs
+from . import errors, limits, logs
 
 
 def create_app(settings: Settings | None = None, runtime=None) -> Flask:
@@ -26,8 +26,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     from .auth import KeyRing
     app.extensions["postsale.keys"] = KeyRing.from_settings(settings)
     if runtime is None:
-        from service.bootstrap import bootstrap
-        runtime = bootstrap(settings, watch=True)
+        runtime = _runtime(settings)
     app.extensions["postsale"] = runtime
 
     from . import approvals, decisions, events, kpis, ops, outcomes, reference, rulesets
@@ -46,7 +45,7 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
 
     @app.before_request
     def _start():
-        g.request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+        g.request_id = (request.headers.get("X-Request-Id") or "")[:128] or secrets.token_hex(8)
         g.started = time.perf_counter()
         route = request.url_rule.rule if request.url_rule is not None else request.path
         span = telemetry.tracer("postsale.http").start_span(
@@ -54,6 +53,9 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
             attributes={"http.request.method": request.method, "http.route": route, "url.path": request.path,
                         "postsale.request_id": g.request_id})
         g.span, g.span_token = span, telemetry.attach(telemetry.in_span(span))
+        bad = limits.parameter_problems(request.view_args, request.args)
+        if bad:
+            raise errors.invalid(bad, "a path or query parameter cannot be used; every problem is listed in 'errors'")
 
     @app.after_request
     def _finish(resp):
@@ -81,3 +83,18 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
             telemetry.detach(token)
 
     return app
+
+
+def _runtime(settings: Settings):
+    """The serving runtime. A worker that starts while the database is away (respawned after a
+    crash, recycled) still starts: it answers 503 until the watcher adopts the recorded rules."""
+    from adapters.store.db import unavailable
+    from service.bootstrap import bootstrap
+    try:
+        return bootstrap(settings, watch=True)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        logging.getLogger("postsale.api").warning("the database is away at start; serving 503 until it is back",
+                                                  exc_info=exc)
+        return bootstrap(settings, start=False, watch=True)

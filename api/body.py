@@ -1,5 +1,6 @@
 """Request bodies parsed as standard JSON: no NaN, Infinity or numbers beyond the float range;
-every way a body can be wrong is a 400 or a 413, never a 500."""
+every way a body can be wrong is a 400 or a 413, never a 500. What parses is then held to
+api/limits.py's bounds (depth, numbers, NUL, surrogates) before any view sees it."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import math
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from . import limits
 from .errors import invalid
 
 
@@ -15,11 +17,15 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not a JSON value")
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
+def _float(text: str) -> float:
+    """A float beyond the double range parses as infinity, which the bounds refuse by path."""
+    return float(text)
+
+
+def _int(text: str):
+    """An integer too long to be in range is not converted (the conversion of thousands of
+    digits is slow): it parses as infinity, which the bounds refuse by path."""
+    return int(text) if len(text) <= 20 else (-math.inf if text.startswith("-") else math.inf)
 
 
 def read_json():
@@ -34,11 +40,16 @@ def read_json():
             and request.environ["wsgi.input"].read(1)):
         raise RequestEntityTooLarge()
     try:
-        return json.loads(data, parse_constant=_not_json, parse_float=_finite)
+        value = json.loads(data, parse_constant=_not_json, parse_float=_float, parse_int=_int)
     except json.JSONDecodeError as exc:
         message = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except RecursionError:
         message = "not valid JSON: nested too deeply"
-    except ValueError as exc:  # UnicodeDecodeError, NaN, Infinity, 1e400
+    except ValueError as exc:  # UnicodeDecodeError, NaN, Infinity
         message = f"not valid JSON: {exc}"
+    else:
+        problems = limits.problems(value)
+        if problems:
+            raise invalid(problems)
+        return value
     raise invalid([{"path": "$", "message": message}])

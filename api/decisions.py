@@ -7,6 +7,7 @@ from marshmallow import ValidationError
 from service import decide as service
 from service.decide import DecideCommand, Decided, facts_problems, request_hash
 
+from . import limits
 from .auth import require
 from .body import read_json
 from .errors import Problem, invalid
@@ -61,6 +62,9 @@ def decide():
     payload = read_json()
     if not isinstance(payload, dict):
         raise invalid([{"path": "$", "message": "the body must be a JSON object"}])
+    too_wide = limits.decision_problems(payload)
+    if too_wide:
+        raise invalid(too_wide)
     try:
         req = _request_schema.load(payload)
     except ValidationError as err:

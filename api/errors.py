@@ -6,6 +6,7 @@ import logging
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
+from adapters.store.db import unavailable
 from service.errors import DecisionFailed, IdempotencyMismatch, InvalidRequest, ServiceError, Unavailable
 
 log = logging.getLogger("postsale.api")
@@ -14,9 +15,11 @@ TYPES = "https://postsale.dev/problems/"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "", type_: str = "about:blank", **extra):
+    def __init__(self, status: int, title: str, detail: str = "", type_: str = "about:blank",
+                 retry_after: int | None = None, **extra):
         super().__init__(detail or title)
         self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
+        self.retry_after = retry_after
 
     def body(self) -> dict:
         out = {"type": self.type, "title": self.title, "status": self.status}
@@ -32,10 +35,24 @@ def problem_response(p: Problem) -> Response:
     resp = Response(json.dumps(p.body()), status=p.status, mimetype="application/problem+json")
     if p.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="postsale"'
+    if p.retry_after is not None:
+        resp.headers["Retry-After"] = str(p.retry_after)
     return resp
 
 
+RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable() -> Problem:
+    """503: the database is away; the request can be sent again (with its Idempotency-Key)."""
+    return Problem(503, "Database unavailable", "the database cannot be reached now; send the request again "
+                   "(with the same Idempotency-Key) after Retry-After seconds", TYPES + "database-unavailable",
+                   retry_after=RETRY_AFTER_SECONDS)
+
+
 def _kind(p: Problem) -> str:
+    if p.status == 503:
+        return "unavailable"
     if p.status >= 500:
         return "internal"
     return {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large",
@@ -56,7 +73,8 @@ def from_service(exc: ServiceError) -> Problem:
     if isinstance(exc, DecisionFailed):
         return Problem(422, "The rules could not decide", str(exc), TYPES + "decision-failed", code=exc.code)
     if isinstance(exc, Unavailable):
-        return Problem(503, exc.title, str(exc), TYPES + exc.kind)
+        return Problem(503, exc.title, str(exc), TYPES + exc.kind,
+                       retry_after=RETRY_AFTER_SECONDS if exc.kind == "rules-unavailable" else None)
     return Problem(500, "Internal error", "the error was logged with this request's id")
 
 
@@ -71,5 +89,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if unavailable(exc):
+            log.warning("database unavailable", exc_info=exc)
+            return problem_response(database_unavailable())
         log.exception("unhandled error")
         return problem_response(Problem(500, "Internal error", "the error was logged with this request's id"))

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 import time
+import traceback
+from pathlib import Path
 
 import orjson
 from flask import g, has_request_context
@@ -32,10 +34,26 @@ class JsonFormatter(logging.Formatter):
             exc = record.exc_info[1]
             # the first line names the failure; later lines of database errors carry SQL parameters
             out["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+            out["where"] = where(exc)
         try:
             return orjson.dumps(out).decode()
         except TypeError:  # a value orjson refuses (a lone surrogate in a message)
             return json.dumps(out, default=str)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def where(exc: BaseException) -> str | None:
+    """`file:line in function` of the innermost frame in this project's code (else the innermost
+    frame): where to look, without the stack trace."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    ours = [f for f in frames if f.filename.startswith(str(ROOT)) and "site-packages" not in f.filename]
+    frame = (ours or frames)[-1]
+    name = frame.filename[len(str(ROOT)) + 1:] if frame.filename.startswith(str(ROOT)) else frame.filename
+    return f"{name}:{frame.lineno} in {frame.name}"
 
 
 def configure(level: str) -> None:

@@ -62,6 +62,9 @@ def flow_of(rt, name: str | None):
     """The named (or default) flow's decider, or InvalidRequest naming the flows there are."""
     name = name or rt.settings.default_flow
     decider = rt.decider(name)
+    if decider is None and not rt.deciders:
+        raise Unavailable("Rules not loaded", "no flow is loaded yet (the database was away when this process "
+                          "started); retry shortly", "rules-unavailable")
     if decider is None:
         raise InvalidRequest([{"path": "$.flow", "message": f"unknown flow '{name}'; flows: {', '.join(sorted(rt.deciders))}"}])
     return name, decider

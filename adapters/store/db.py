@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, exc as sa_exc, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,8 +51,40 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    # no pre-ping: it cost a round trip per request; stale connections are recycled instead
-    return create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=5, json_serializer=dumps)
+    # no pre-ping (a round trip per request): a connection the server closed is seen at
+    # checkout without one (_closed_by_server), and an error that says the server went away
+    # makes SQLAlchemy invalidate every connection the pool held before it
+    engine = create_engine(url, pool_recycle=1800, pool_size=5, max_overflow=5, pool_timeout=CONNECT_TIMEOUT,
+                           connect_args={"connect_timeout": CONNECT_TIMEOUT},
+                           json_serializer=dumps)
+    event.listen(engine, "checkout", _closed_by_server)
+    return engine
+
+
+CONNECT_TIMEOUT = 5
+
+
+def _closed_by_server(dbapi_conn, record, proxy) -> None:
+    """An idle pooled connection has nothing to read; one the server closed (a restart, an
+    administrator's terminate, an idle timeout) has its goodbye or EOF waiting in the socket.
+    Such a connection is replaced before use: the pool connects afresh (once more, as
+    SQLAlchemy retries a checkout that raises DisconnectionError)."""
+    try:
+        readable = select.select([dbapi_conn.fileno()], [], [], 0)[0]
+    except Exception:  # noqa: BLE001 - closed or broken: fileno() itself fails
+        readable = True
+    if readable:
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database is away or cannot take work now (down, restarting, unreachable, its pool
+    exhausted, SQLite locked past its busy timeout): worth a retry later, not a bug."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+    return False
 
 
 def dumps(value) -> str:
@@ -131,4 +164,5 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
-__all__ = ["dumps", "make_engine", "sessions", "transaction", "migrate", "downgrade", "aware", "iso", "ping", "now", "new_id", "Session", "os"]
+__all__ = ["dumps", "make_engine", "sessions", "transaction", "migrate", "downgrade", "aware", "iso", "ping", "now",
+           "new_id", "unavailable", "Session", "os"]

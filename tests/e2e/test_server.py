@@ -178,7 +178,8 @@ def test_non_standard_json_numbers_are_refused(server, token):
     raw = json.dumps({"facts": f}).replace('"arr": 84000', f'"arr": {token}')
     assert token in raw
     body = assert_problem(server.post("/v1/decisions", raw), 400)
-    assert [e["path"] for e in body["errors"]] == ["$"]
+    # beyond the float range: refused by its path (api/limits.py); the others are not JSON at all
+    assert [e["path"] for e in body["errors"]] == (["$.facts.account.arr"] if token == "1e400" else ["$"])
     assert history(server, f["account"]["id"]) == []
 
 

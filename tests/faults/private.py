@@ -107,7 +107,9 @@ class PrivatePostgres:
         self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n"
+                       # fsync off survives a killed server (the kernel keeps what was written);
+                       # synchronous_commit stays on: an acknowledged commit must survive `immediate`
+                       "fsync = off\nfull_page_writes = off\nmax_connections = 100\n"
                        "shared_buffers = 32MB\n")
         return self
 
