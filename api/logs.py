@@ -56,6 +56,18 @@ def where(exc: BaseException) -> str | None:
     return f"{name}:{frame.lineno} in {frame.name}"
 
 
+def configure_process(level: str) -> None:
+    """JSON lines for a process other than the server (worker, consume, evaluate): the root
+    logger, as logging.basicConfig would, and so not when something already configured it."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def configure(level: str) -> None:
     root = logging.getLogger("postsale")
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from cli.support import database_unusable
+from cli.support import JSON_HELP, database_unusable
 
 OK, LOAD_ERROR = 0, 1
 
@@ -26,14 +26,15 @@ def add_subcommands(subparsers) -> None:
     e = sub.add_parser("expire", help="mark pending items past their expiry expired, cancel their actions, "
                                       "escalate (POSTSALE_APPROVAL_EXPIRED_ESCALATE_TO)")
     e.add_argument("--limit", type=int, default=500, help="at most this many items per run (default 500)")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help=JSON_HELP)
     e.set_defaults(func=cmd_expire)
 
     ls = sub.add_parser("list", help="approval items, newest first")
-    ls.add_argument("--status", default="pending", choices=["pending", "approved", "rejected", "expired", "all"])
+    ls.add_argument("--status", default="pending", choices=["pending", "approved", "rejected", "expired", "all"],
+                    help="only items in this state (default pending)")
     ls.add_argument("--queue", help="only items routed to this queue")
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(func=cmd_list)
 
 

@@ -5,7 +5,7 @@
     postsale outbox list [--state dead] [--decision ID] [--limit N] [--json]
     postsale outbox stats [--json]
     postsale outbox redrive ID [ID ...] | --all-dead
-    postsale contact-policy check [FILE]
+    postsale contact-policy check [--file FILE]
 
 They read their settings through config/settings.py (docs/api.md, "Settings"): DATABASE_URL
 (default: the embedded SQLite database), REDIS_URL (shared rate limits and contact counters),
@@ -27,7 +27,7 @@ import threading
 import time
 
 from adapters.stopping import stop_on_signals
-from cli.support import database_unusable, print_table, session_factory
+from cli.support import JSON_HELP, database_unusable, print_table, session_factory
 
 OK, FAILED = 0, 1
 
@@ -82,11 +82,11 @@ def add_subcommands(subparsers) -> None:
     ls = sub.add_parser("list", help="outbox rows, newest first")
     ls.add_argument("--state", help="ready, running, retry, done, dead, suppressed, cancelled, compensated, ...")
     ls.add_argument("--decision", help="only this decision's rows")
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(func=cmd_list)
     st = sub.add_parser("stats", help="rows by state and the lag of the oldest due row")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help=JSON_HELP)
     st.set_defaults(func=cmd_stats)
     rd = sub.add_parser("redrive", help="put dead rows back to ready (attempts reset)")
     rd.add_argument("ids", nargs="*", type=int, help="outbox row ids")
@@ -96,7 +96,9 @@ def add_subcommands(subparsers) -> None:
     cp = subparsers.add_parser("contact-policy", help="the contact policy (config/contact_policy.yaml)")
     cps = cp.add_subparsers(dest="contact_command", required=True)
     ck = cps.add_parser("check", help="validate the contact policy; compiler-style errors")
-    ck.add_argument("file", nargs="?", help="default: POSTSALE_CONTACT_POLICY_FILE or config/contact_policy.yaml")
+    ck.add_argument("--file", help="policy file (default: POSTSALE_CONTACT_POLICY_FILE, config/contact_policy.yaml)")
+    ck.add_argument("file_arg", nargs="?", metavar="FILE", help="the same as --file (the earlier spelling)")
+    ck.add_argument("--json", action="store_true", help=JSON_HELP)
     ck.set_defaults(func=cmd_policy_check)
 
 
@@ -156,7 +158,8 @@ def cmd_worker(args, out=None) -> int:
     settings = _settings()
     if settings is None:
         return FAILED
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from api.logs import configure_process
+    configure_process(settings.log_level)
     try:
         from adapters import telemetry
         telemetry.configure(settings.traces_exporter)
@@ -345,6 +348,13 @@ def cmd_policy_check(args, out=None) -> int:
         n = len(exc.diagnostics)
         print(f"{args.file or 'contact policy'}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return FAILED
+    if getattr(args, "json", False):
+        def limit(lim):
+            return None if lim is None else {"limit": lim.limit, "window": lim.window, "window_seconds": lim.window_seconds}
+        print(json.dumps({"file": p.file, "ok": True, "actions": sorted(p.actions),
+                          "channels": {ch: limit(lim) for ch, lim in sorted(p.channels.items())},
+                          "default": limit(p.default), "account": limit(p.account)}, indent=2), file=out)
+        return OK
     print(f"{p.file}: ok: actions {', '.join(sorted(p.actions))}", file=out)
     for ch, lim in sorted(p.channels.items()):
         print(f"  channel {ch:<10} at most {lim.limit} per {lim.window} per account", file=out)

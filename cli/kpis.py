@@ -1,6 +1,6 @@
 """`postsale kpis`: the KPIs of GET /v1/kpis, from the database, in the terminal.
 
-    postsale kpis [--flow F] [--version V] [--segment S] [--from T] [--to T]
+    postsale kpis [--flow F] [--ruleset-version V] [--segment S] [--from T] [--to T]
                   [--group-by flow,segment,...] [--period day|week|month] [--json]
 
 Reads DATABASE_URL (default: the embedded SQLite database) and expects the schema migrated
@@ -16,7 +16,7 @@ import re
 import sys
 from datetime import datetime, timezone
 
-from cli.support import database_unusable
+from cli.support import database_unusable, renamed
 
 OK, LOAD_ERROR = 0, 1
 GROUPS = ("flow", "ruleset_version", "segment", "period")
@@ -29,9 +29,10 @@ def add_subcommands(subparsers) -> None:
     """Add `kpis` to an argparse subparsers object."""
     k = subparsers.add_parser("kpis", help="KPIs from the database: renewal rate, expansion revenue, time to offer, "
                                            "win rate, automation, guardrails, latency, freshness, cost")
-    k.add_argument("--flow")
-    k.add_argument("--version", dest="ruleset_version", metavar="VERSION", help="a ruleset version (content hash)")
-    k.add_argument("--segment")
+    k.add_argument("--flow", help="only this flow")
+    k.add_argument("--ruleset-version", "--version", dest="ruleset_version", metavar="VERSION",
+                   action=renamed("--version"), help="a ruleset version (content hash); --version: the earlier name")
+    k.add_argument("--segment", help="only this segment (smb, mid_market, enterprise)")
     k.add_argument("--from", dest="start", type=instant, metavar="TIME", help="decisions created at or after")
     k.add_argument("--to", dest="end", type=instant, metavar="TIME", help="decisions created before")
     k.add_argument("--group-by", nargs="+", default=[], type=groups, metavar="GROUP",

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from cli.support import JSON_HELP
 from engine.errors import FactsError, DecisionError, RulesetError
 
 OK, LOAD_ERROR, FAILED = 0, 1, 2
@@ -30,21 +31,29 @@ def cmd_check(args) -> int:
     from engine.language.flows import flow_summary, load_flow_dir
     dirs = _flows(args.paths)
     if not dirs:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "flows": []}, indent=2))
         return LOAD_ERROR
-    status = OK
+    status, found = OK, []
     for d in dirs:
         try:
             flow = load_flow_dir(d)
             compile_flow(flow)
         except RulesetError as exc:
-            for diag in exc.diagnostics:
-                print(diag)
-            print(f"{d}: {len(exc.diagnostics)} error{'s' if len(exc.diagnostics) != 1 else ''}", file=sys.stderr)
+            found.append({"path": str(d), "ok": False, "errors": [diag.as_json() for diag in exc.diagnostics]})
+            if not getattr(args, "json", False):
+                for diag in exc.diagnostics:
+                    print(diag)
+                print(f"{d}: {len(exc.diagnostics)} error{'s' if len(exc.diagnostics) != 1 else ''}", file=sys.stderr)
             status = LOAD_ERROR
             continue
         s = flow_summary(flow)
-        print(f"{d}: ok: flow {s['flow']} @ {s['version']}: {s['rules']} rules, {s['tables']} tables, "
-              f"{len(s['guardrails'])} guardrails")
+        found.append({"path": str(d), "ok": True, **s, "errors": []})
+        if not getattr(args, "json", False):
+            print(f"{d}: ok: flow {s['flow']} @ {s['version']}: {s['rules']} rules, {s['tables']} tables, "
+                  f"{len(s['guardrails'])} guardrails")
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": status == OK, "flows": found}, indent=2, default=str))
     return status
 
 
@@ -52,7 +61,8 @@ def cmd_test(args) -> int:
     from engine.harness.suite import run_suite
     from cli.support import rules_dir
     return run_suite(args.paths or [rules_dir()], coverage=args.coverage, fail_under=args.fail_under, junit=args.junit_xml,
-                     verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout)
+                     verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout,
+                     as_json=getattr(args, "json", False))
 
 
 def _read_facts(path: str):
@@ -232,11 +242,27 @@ def cmd_serve(args) -> int:
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf), "api.wsgi:app"])
 
 
+def version_text() -> str:
+    """`postsale 0.1.0 (durable_rules 2.0.28, Python 3.11.9)`: what a bug report needs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+    return f"postsale {of('postsale')} (durable_rules {of('durable-rules')}, Python {platform.python_version()})"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="postsale", description="Post-sale revenue decisions: rules, tests, explanations.")
+    p.add_argument("--version", action="version", version=version_text(),
+                   help="print postsale's version and the durable_rules it runs on")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate and compile rulesets; compiler-style errors")
     c.add_argument("paths", nargs="*", help="flow directories or folders holding them (default: POSTSALE_RULES)")
+    c.add_argument("--json", action="store_true", help=JSON_HELP)
     c.set_defaults(func=cmd_check)
     t = sub.add_parser("test", help="run the YAML test cases beside the rules")
     t.add_argument("paths", nargs="*", help="flow directories or folders holding them (default: POSTSALE_RULES)")
@@ -245,11 +271,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report")
     t.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     t.add_argument("-k", metavar="TEXT", help="only cases whose name contains TEXT")
-    t.add_argument("--engine", choices=["durable", "reference"], default="durable")
+    t.add_argument("--engine", choices=["durable", "reference"], default="durable",
+                   help="durable_rules (default) or the reference evaluator, the test oracle")
+    t.add_argument("--json", action="store_true", help=JSON_HELP)
     t.set_defaults(func=cmd_test)
     e = sub.add_parser("explain", help="one decision with its trace")
     e.add_argument("facts", help="a JSON file with the account's facts (or a decision request)")
-    e.add_argument("--flow", default="renewal")
+    e.add_argument("--flow", default="renewal", help="the flow (default renewal)")
     e.add_argument("--rules", help="the rules folder (default: POSTSALE_RULES)")
     e.add_argument("--json", action="store_true", help="the full decision as JSON")
     e.set_defaults(func=cmd_explain)
@@ -291,6 +319,8 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.command == "test" and args.fail_under is not None:
         args.coverage = True
+    if getattr(args, "file_arg", None) and not getattr(args, "file", None):
+        args.file = args.file_arg
     try:
         return args.func(args)
     except SettingsError as exc:  # one line naming the variable, whichever command read it

@@ -1,7 +1,7 @@
 """`postsale models ...`: train, evaluate, list and generate. Arguments only; the work is elsewhere.
 
     postsale models generate --rows 20000 --seed 42 --out var/accounts.csv
-    postsale models train var/accounts.csv --target churned --type gbm [--out models/...] [--version 1.0.0]
+    postsale models train var/accounts.csv --target churned --type gbm [--out models/...] [--model-version 1.0.0]
     postsale models evaluate models/churn-gbm-1.0.0.json var/holdout.csv [--json]
     postsale models list [--dir models] [--json]
 
@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from cli.support import JSON_HELP, renamed
 from engine.scorers.errors import ScorerError
 
 OK, LOAD_ERROR = 0, 1
@@ -28,33 +29,37 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on a CSV of accounts and write its artifact")
     t.add_argument("data", help="CSV of accounts with outcomes (see `models generate`)")
     t.add_argument("--target", required=True, help="outcome column: churned or accepted_upsell")
-    t.add_argument("--type", dest="model_type", choices=["gbm", "logistic"], required=True)
+    t.add_argument("--type", dest="model_type", choices=["gbm", "logistic"], required=True,
+                   help="gradient-boosted trees or logistic regression")
     t.add_argument("--out", help="artifact path (default: <dir>/<name>-<version>.json)")
     t.add_argument("--dir", default="models", help="where --out defaults to (default: models)")
-    t.add_argument("--version", default="1.0.0")
+    t.add_argument("--model-version", "--version", dest="version", default="1.0.0", action=renamed("--version"),
+                   help="the artifact's version (default 1.0.0); --version: the earlier name")
     t.add_argument("--name", help="model name (default: churn-<type> / upsell-<type>)")
-    t.add_argument("--output", help="the score fact it fills (default: churn_risk / upsell_propensity)")
-    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--score", "--output", dest="output", action=renamed("--output"),
+                   help="the score fact it fills (default: churn_risk / upsell_propensity); --output: the earlier name")
+    t.add_argument("--seed", type=int, default=42, help="the split's and the estimator's seed (default 42)")
     t.add_argument("--calibration", choices=["none", "platt", "isotonic"],
                    help="default: none for logistic, platt for gbm")
     t.add_argument("--trees", type=int, help="gbm: number of trees (default 50)")
     t.add_argument("--depth", type=int, help="gbm: tree depth (default 3)")
+    t.add_argument("--json", action="store_true", help=JSON_HELP)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="AUC, Brier, calibration table and top-decile lift on a CSV")
-    e.add_argument("artifact")
-    e.add_argument("data")
+    e.add_argument("artifact", help="the artifact JSON file")
+    e.add_argument("data", help="CSV of accounts with outcomes")
     e.add_argument("--json", action="store_true", help="the figures as JSON")
     e.set_defaults(func=cmd_evaluate)
 
     ls = sub.add_parser("list", help="the artifacts in a folder")
-    ls.add_argument("--dir", default="models")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--dir", default="models", help="the folder (default: models)")
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(func=cmd_list)
 
     g = sub.add_parser("generate", help="write a synthetic book of accounts (seeded, reproducible)")
-    g.add_argument("--rows", type=int, default=20000)
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--rows", type=int, default=20000, help="accounts to write (default 20000)")
+    g.add_argument("--seed", type=int, default=42, help="the generator's seed (default 42)")
     g.add_argument("--health-shift", type=float, default=0.0, help="shift the hidden health (drifted books)")
     g.add_argument("--out", required=True, help="CSV file to write ('-' for stdout)")
     g.set_defaults(func=cmd_generate)
@@ -80,15 +85,22 @@ def cmd_train(args, out=None) -> int:
         params["max_depth"] = args.depth
     if params and args.model_type != "gbm":
         return _err("--trees and --depth apply to --type gbm only")
-    try:
-        doc = training.train_file(args.data, args.target, args.model_type, version=args.version, name=args.name,
-                                  output=args.output, seed=args.seed, calibration=args.calibration,
-                                  params=params or None)
-    except (ScorerError, training.TrainingError) as exc:
-        return _err(str(exc))
-    path = Path(args.out) if args.out else Path(args.dir) / f"{doc['name']}-{doc['version']}.json"
-    training.write(doc, path)
+    from cli.progress import Progress
+    with Progress("models train", tick=0.5) as progress:
+        try:
+            doc = training.train_file(args.data, args.target, args.model_type, version=args.version, name=args.name,
+                                      output=args.output, seed=args.seed, calibration=args.calibration,
+                                      params=params or None, progress=progress.phase)
+        except (ScorerError, training.TrainingError) as exc:
+            return _err(str(exc))
+        path = Path(args.out) if args.out else Path(args.dir) / f"{doc['name']}-{doc['version']}.json"
+        progress.phase(f"writing {path}")
+        training.write(doc, path)
     m = doc["metrics"]["holdout"]
+    if getattr(args, "json", False):
+        print(json.dumps({"path": str(path), "name": doc["name"], "version": doc["version"],
+                          "model_type": doc["model_type"], "output": doc["output"], "holdout": m}, indent=2), file=out)
+        return OK
     print(f"{path}: {doc['name']}@{doc['version']} ({doc['model_type']}) → scores.{doc['output']}: "
           f"holdout of {m['rows']} rows: AUC {m['auc']:.4f}, Brier {m['brier']:.4f}, "
           f"top-decile lift {m['top_decile_lift']:.2f}, {path.stat().st_size // 1024} KB", file=out)

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.support import time_argument
+from cli.support import JSON_HELP, time_argument
 
 OK, FAILED, CHANGED = 0, 1, 2
 
@@ -20,12 +20,12 @@ OK, FAILED, CHANGED = 0, 1, 2
 def add_subcommands(subparsers) -> None:
     r = subparsers.add_parser("replay", help="decide recorded decisions again on the rules on disk, and show "
                                              "what would change")
-    r.add_argument("--flow", default="renewal")
+    r.add_argument("--flow", default="renewal", help="the flow (default renewal)")
     r.add_argument("--rules", help="the rules folder holding the flow (default: POSTSALE_RULES)")
     r.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
     r.add_argument("--limit", type=int, default=1000, help="the newest N decisions (default 1000)")
     r.add_argument("--examples", type=int, default=10, help="changed decisions to show (default 10)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help=JSON_HELP)
     r.add_argument("--fail-on-change", action="store_true",
                    help="exit 2 when any decision would change or could not be decided again")
     r.set_defaults(func=cmd_replay)
@@ -53,8 +53,10 @@ def cmd_replay(args, out=None, factory=None) -> int:
             print(d, file=sys.stderr)
         return FAILED
     try:
+        from cli.progress import Progress
         records = DecisionStore(factory or session_factory()).recorded(args.flow, since, args.limit)
-        report = replay(decider, records, max(0, args.examples))
+        with Progress("replay", total=len(records)) as progress:
+            report = replay(decider, progress.iterate(records), max(0, args.examples))
     except Exception as exc:  # noqa: BLE001 - one clear line
         return database_unusable(exc, "database", FAILED)
     finally:

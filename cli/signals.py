@@ -23,12 +23,12 @@ def add_subcommands(subparsers) -> None:
     f = subparsers.add_parser("features", help="accounts' features, folded from their events")
     fs = f.add_subparsers(dest="features_command", required=True)
     show = fs.add_parser("show", help="an account's features (as of now, or --as-of)")
-    show.add_argument("account")
+    show.add_argument("account", help="the account id")
     show.add_argument("--as-of", type=time_argument, help="RFC 3339 time (default: now)")
     show.add_argument("--json", action="store_true", help="the features and the folded state as JSON")
     show.set_defaults(func=cmd_show)
     rb = fs.add_parser("rebuild", help="replay accounts' events and replace their feature state")
-    rb.add_argument("accounts", nargs="*")
+    rb.add_argument("accounts", nargs="*", help="account ids (or --all)")
     rb.add_argument("--all", action="store_true", help="every account with a feature state")
     rb.set_defaults(func=cmd_rebuild)
 
@@ -37,7 +37,7 @@ def add_subcommands(subparsers) -> None:
     e.add_argument("--ahead", type=float, default=0.0, metavar="SECONDS",
                    help="treat the clock as this many seconds ahead (decide bursts before their debounce ends)")
     e.add_argument("--loop", action="store_true", help="keep evaluating every --poll seconds until stopped")
-    e.add_argument("--poll", type=float, default=1.0)
+    e.add_argument("--poll", type=float, default=1.0, help="--loop: seconds between passes (default 1)")
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -90,11 +90,13 @@ def cmd_rebuild(args, out=None) -> int:
         store = _runtime().events
         accounts = store.accounts() if args.all else args.accounts
         changed = 0
-        for account in accounts:
-            r = store.rebuild(account)
-            changed += not r["identical"]
-            print(f"{account}: {r['events']} events replayed, "
-                  f"{'identical' if r['identical'] else 'state replaced'}", file=out)
+        from cli.progress import Progress
+        with Progress("features rebuild", total=len(accounts)) as progress:
+            for account in progress.iterate(accounts):
+                r = store.rebuild(account)
+                changed += not r["identical"]
+                progress.print(f"{account}: {r['events']} events replayed, "
+                               f"{'identical' if r['identical'] else 'state replaced'}", file=out)
     except Exception as exc:  # noqa: BLE001
         return _fail(exc)
     print(f"{len(accounts)} accounts, {changed} replaced", file=out)
@@ -113,7 +115,8 @@ def cmd_evaluate(args, out=None) -> int:
     except SettingsError as exc:
         print(f"postsale: {exc}", file=sys.stderr)
         return FAILED
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from api.logs import configure_process
+    configure_process(level)
     try:
         rt = _runtime()
         rt.start()

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from adapters.stopping import stop_on_signals
+from cli.support import JSON_HELP
 
 OK, FAILED = 0, 1
 
@@ -73,8 +74,8 @@ def add_event_commands(events_subparsers) -> None:
     dsub = d.add_subparsers(dest="dead_letter_command", required=True)
     ls = dsub.add_parser("list", help="parked entries with their reasons, oldest first")
     _stream_arg(ls)
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(func=cmd_dead_list)
     rd = dsub.add_parser("redrive", help="move parked entries back into the stream")
     rd.add_argument("ids", nargs="*", help="dead-letter entry ids (see `list`)")
@@ -192,7 +193,8 @@ def cmd_consume(args, out=None, stop=None, environ=None) -> int:
     if settings is None:
         return FAILED
     stream_defaults(args, settings)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from api.logs import configure_process
+    configure_process(settings.log_level)
     from adapters import telemetry
     telemetry.configure(settings.traces_exporter)  # a missing exporter: one line, from main
     r = _redis(settings)

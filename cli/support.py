@@ -12,6 +12,22 @@ def session_factory(environ=None):
     return sessions(make_engine(from_env(environ).database_url))
 
 
+JSON_HELP = "print the result as one JSON document on stdout"
+
+
+def renamed(*old: str):
+    """An argparse action for an option that also answers to its earlier names (`old`): the
+    value is taken as usual, with one line on stderr naming the new spelling."""
+    import argparse
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if option_string in old:
+                print(f"postsale: {option_string} is deprecated; use {self.option_strings[0]}", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+    return Renamed
+
+
 def rules_dir():
     """The rules folder a command reads when it names none: POSTSALE_RULES (config/settings.py),
     the package's sample flows when unset."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from cli.support import database_unusable, print_table, session_factory
+from cli.support import JSON_HELP, database_unusable, print_table, session_factory
 
 OK, LOAD_ERROR = 0, 1
 
@@ -25,7 +25,8 @@ def add_subcommands(subparsers) -> None:
     t = subparsers.add_parser("tools", help="the tool catalog (config/tools.yaml)")
     tsub = t.add_subparsers(dest="tools_command", required=True)
     c = tsub.add_parser("check", help="validate the tool catalog; compiler-style errors")
-    c.add_argument("file", nargs="?", help="catalog file (default: POSTSALE_TOOLS_FILE or config/tools.yaml)")
+    c.add_argument("--file", help="catalog file (default: POSTSALE_TOOLS_FILE, config/tools.yaml)")
+    c.add_argument("file_arg", nargs="?", metavar="FILE", help="the same as --file (the earlier spelling)")
     c.add_argument("--json", action="store_true", help="the tools as JSON")
     c.set_defaults(func=cmd_tools_check)
 
@@ -36,19 +37,19 @@ def add_subcommands(subparsers) -> None:
     sh.add_argument("--account", help="only this account id")
     sh.add_argument("--tool", help="only this tool")
     sh.add_argument("--status", help="only records in this status (open, void, scheduled, cancelled, ...)")
-    sh.add_argument("--limit", type=int, default=50)
-    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    sh.add_argument("--json", action="store_true", help=JSON_HELP)
     sh.set_defaults(func=cmd_show)
 
     ca = sub.add_parser("calls", help="the idempotency ledger: one row per (tool, key)")
-    ca.add_argument("--tool")
+    ca.add_argument("--tool", help="only this tool")
     ca.add_argument("--key", help="only this idempotency key")
-    ca.add_argument("--limit", type=int, default=50)
-    ca.add_argument("--json", action="store_true")
+    ca.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ca.add_argument("--json", action="store_true", help=JSON_HELP)
     ca.set_defaults(func=cmd_calls)
 
     f = sub.add_parser("fail", help="make the next calls of a tool fail on purpose (demos, drills)")
-    f.add_argument("tool")
+    f.add_argument("tool", help="the tool whose calls fail (a name in the catalog)")
     f.add_argument("--action", help="only this action (default: every action of the tool)")
     f.add_argument("--error", default="unavailable", choices=["timeout", "unavailable", "rate_limited", "rejected"],
                    help="timeout: the action happens but the answer is lost; the others fail before it")
@@ -58,11 +59,11 @@ def add_subcommands(subparsers) -> None:
     f.set_defaults(func=cmd_fail)
 
     fl = sub.add_parser("faults", help="the faults still armed")
-    fl.add_argument("--json", action="store_true")
+    fl.add_argument("--json", action="store_true", help=JSON_HELP)
     fl.set_defaults(func=cmd_faults)
 
     r = sub.add_parser("reset", help="forget the sandbox state (records, ledger, faults)")
-    r.add_argument("--faults-only", action="store_true")
+    r.add_argument("--faults-only", action="store_true", help="clear the injected faults, keep the records")
     r.add_argument("--yes", action="store_true", help="required: this deletes the simulated state")
     r.set_defaults(func=cmd_reset)
 

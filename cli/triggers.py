@@ -20,6 +20,7 @@ def add_subcommands(subparsers) -> None:
     c = tsub.add_parser("check", help="validate the triggers against the flows; compiler-style errors")
     c.add_argument("--file", help="triggers file (default: POSTSALE_TRIGGERS, config/triggers.yaml)")
     c.add_argument("--rules", help="the rules folder holding the flows (default: POSTSALE_RULES)")
+    c.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     c.set_defaults(func=cmd_check)
 
 
@@ -40,5 +41,10 @@ def cmd_check(args, out=None, err=None) -> int:
         print(f"{display_path(path)}: {n} error{'s' if n != 1 else ''}", file=err)
         return LOAD_ERROR
     n, k = len(triggers.triggers), len(triggers.event_types)
+    if getattr(args, "json", False):
+        import json
+        print(json.dumps({"file": display_path(path), "ok": True, "triggers": [t.name for t in triggers.triggers],
+                          "event_types": sorted(triggers.event_types)}, indent=2), file=out)
+        return OK
     print(f"{display_path(path)}: {n} trigger{'s' if n != 1 else ''}, {k} event type{'s' if k != 1 else ''}", file=out)
     return OK

@@ -31,6 +31,20 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+# gunicorn's own lines in the service's JSON format (api/logs.py), trace ids included: one
+# format for a log shipper. The access line is the app's (postsale.access, with request and
+# trace ids); gunicorn's would repeat it, so its access logger stays at WARNING.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "api.logs.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": _settings.log_level, "handlers": ["stderr"], "propagate": False, "qualname": "gunicorn.error"},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False, "qualname": "gunicorn.access"},
+    },
+}
 
 # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, in every worker: write it for the library
 _metrics_dir = str(_settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="postsale-metrics-"))

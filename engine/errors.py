@@ -30,6 +30,10 @@ class Diagnostic:
     def __str__(self) -> str:
         return f"{self.location}: {self.code}: {self.message}"
 
+    def as_json(self) -> dict:
+        return {"file": self.location.file, "line": self.location.line, "column": self.location.col,
+                "code": self.code, "message": self.message, "severity": self.severity}
+
 
 class PostsaleError(Exception):
     """Root of every error the engine raises on purpose."""

@@ -24,6 +24,15 @@ def text_report(results, out, verbose: bool = False) -> None:
             out.write("\n")
 
 
+def json_report(doc: dict, status: int) -> dict:
+    """`postsale test --json`: every case with its failures, coverage per flow, load errors."""
+    cases = [{"id": r.case.id, "name": r.case.name, "file": r.case.file, "line": r.case.loc.line,
+              "passed": r.passed, "failures": list(r.failures)} for r in doc["cases"]]
+    passed = sum(1 for c in cases if c["passed"])
+    return {"ok": status == 0, "exit_code": status, "passed": passed, "failed": len(cases) - passed,
+            "cases": cases, "coverage": doc["coverage"], "under_threshold": doc["below"], "errors": doc["errors"]}
+
+
 def summary_line(results) -> str:
     passed = sum(1 for r in results if r.passed)
     failed = len(results) - passed

@@ -1,6 +1,8 @@
 """A whole `postsale test` run over flow directories: load, run, report, exit code."""
 from __future__ import annotations
 
+import io
+import json
 import sys
 
 from ..decide import Decider
@@ -8,17 +10,31 @@ from ..errors import Collector, RulesetError
 from ..language.flows import discover, load_flow_dir
 from .cases import load_cases, test_files
 from .coverage import measure
-from .reporters import coverage_report, junit_xml, summary_line, text_report
+from .reporters import json_report, coverage_report, junit_xml, summary_line, text_report
 from .runner import run_case
 
 OK, LOAD_ERROR, FAILED = 0, 1, 2
 
 
 def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False, select=None,
-              engine="durable", out=sys.stdout) -> int:
+              engine="durable", out=sys.stdout, as_json=False) -> int:
+    """Run the YAML cases of every flow under `paths`; the text report (or with `as_json`, one
+    JSON document: json_report) on `out`. Exit codes as `postsale test` documents them."""
+    if not as_json:
+        return _run(paths, coverage, fail_under, junit, verbose, select, engine, out, None)
+    doc: dict = {"errors": [], "cases": [], "coverage": {}, "below": []}
+    status = _run(paths, coverage, fail_under, junit, verbose, select, engine, io.StringIO(), doc)
+    out.write(json.dumps(json_report(doc, status), indent=2) + "\n")
+    return status
+
+
+def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc) -> int:
     dirs = discover(paths or ["rules"])
     if not dirs:
         out.write(f"no flow.yaml under {', '.join(map(str, paths or ['rules']))}\n")
+        if doc is not None:
+            doc["errors"].append({"file": ", ".join(map(str, paths or ["rules"])), "line": 0, "column": 0,
+                                  "code": "no-flow", "message": "no flow.yaml found", "severity": "error"})
         return LOAD_ERROR
     results, status, below = [], OK, []
     for d in dirs:
@@ -27,6 +43,8 @@ def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False,
         except RulesetError as exc:
             for diag in exc.diagnostics:
                 out.write(f"{diag}\n")
+            if doc is not None:
+                doc["errors"] += [diag.as_json() for diag in exc.diagnostics]
             status = LOAD_ERROR
             continue
         errors = Collector()
@@ -34,6 +52,8 @@ def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False,
         if errors:
             for diag in sorted(set(errors.items)):
                 out.write(f"{diag}\n")
+            if doc is not None:
+                doc["errors"] += [diag.as_json() for diag in sorted(set(errors.items))]
             status = LOAD_ERROR
             continue
         if select:
@@ -47,6 +67,10 @@ def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False,
         if coverage:
             cov = measure(flow, cases)
             coverage_report(flow.name, cov, out)
+            if doc is not None:
+                covered, total = cov.totals()
+                doc["coverage"][flow.name] = {"percent": cov.percent, "covered": covered, "total": total,
+                                              "gaps": [{"location": str(loc), "what": what} for loc, what in cov.gaps()]}
             if fail_under is not None and cov.percent < fail_under:
                 below.append(f"coverage of flow {flow.name} is {cov.percent}%, under --fail-under {fail_under}%")
     text_report(results, out, verbose)
@@ -54,6 +78,8 @@ def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False,
         junit_xml(results, junit)
     for b in below:
         out.write(f"{b}\n")
+    if doc is not None:
+        doc["cases"], doc["below"] = results, below
     out.write(f"{summary_line(results)}\n")
     if status != OK:
         return status

@@ -1,6 +1,6 @@
 """Training and export: the only module that imports numpy and scikit-learn.
 
-    postsale models train var/accounts.csv --target churned --type gbm --version 1.0.0
+    postsale models train var/accounts.csv --target churned --type gbm --model-version 1.0.0
 
 1. The CSV is read (dataset.read_csv) and split, with the seed, into train 60 % / calibration 20 %
    / holdout 20 % (train 80 % / holdout 20 % when no calibration is fitted).
@@ -307,8 +307,10 @@ class Trained:
 def fit_artifact(records: list[Record], target: str, model_type: str, *, version: str = "1.0.0",
                  name: str | None = None, output: str | None = None, seed: int = 42,
                  calibration: str | None = None, params: dict | None = None, data_info: dict | None = None,
-                 description: str | None = None) -> Trained:
-    """Fit, export and evaluate on the holdout; the artifact is validated before it is returned."""
+                 description: str | None = None, progress=None) -> Trained:
+    """Fit, export and evaluate on the holdout; the artifact is validated before it is returned.
+    `progress(step)` hears each step as it starts (the command's progress line)."""
+    step = progress or (lambda what: None)
     if target in TARGETS:
         prefix, default_output = TARGETS[target]
     else:
@@ -316,7 +318,7 @@ def fit_artifact(records: list[Record], target: str, model_type: str, *, version
     name = name or f"{prefix}-{model_type}"
     output = output or default_output
     if output is None:
-        raise TrainingError(f"target {target!r} has no default output fact: pass --output")
+        raise TrainingError(f"target {target!r} has no default output fact: pass --score")
     if model_type not in DEFAULT_CALIBRATION:
         raise TrainingError(f"unknown model type {model_type!r}: logistic or gbm")
     calibration = calibration or DEFAULT_CALIBRATION[model_type]
@@ -324,14 +326,17 @@ def fit_artifact(records: list[Record], target: str, model_type: str, *, version
     if len(set(y_all)) < 2:
         raise TrainingError(f"target {target!r} has a single class in the data")
     tr, cal, ho = _split(len(records), seed, calibration != "none")
+    step("building features")
     train_rows = [records[i] for i in tr]
     features = build_features(train_rows, model_type)
     shaper = ArtifactScorer(_placeholder_doc(features))
     X_all = np.asarray([shaper.vector(r.facts) for r in records], dtype=np.float64)
     y = np.asarray(y_all)
+    step(f"fitting {model_type} on {len(tr)} rows")
     model = fit_model(model_type, X_all[tr], y[tr], seed, params)
     cal_doc = {"method": "none"}
     if cal:
+        step(f"calibrating ({calibration})")
         z = decision(model, X_all[cal])
         cal_doc = fit_calibration(calibration, z, model.predict_proba(X_all[cal])[:, 1], y[cal])
     used = {**(GBM_PARAMS if model_type == "gbm" else LOGISTIC_PARAMS), **(params or {})}
@@ -352,6 +357,7 @@ def fit_artifact(records: list[Record], target: str, model_type: str, *, version
         },
         "metrics": {},
     }
+    step("scoring the holdout")
     validate(doc, f"<{name}@{version}>")
     scorer = ArtifactScorer(doc)
     hold = [records[i] for i in ho]
@@ -366,6 +372,8 @@ def train(records: list[Record], target: str, model_type: str, **kw) -> dict:
 
 def train_file(data_path, target: str, model_type: str, **kw) -> dict:
     data_path = Path(data_path)
+    if kw.get("progress"):
+        kw["progress"](f"reading {data_path.name}")
     records = read_csv(data_path)
     info = {"file": data_path.name, "sha256": _sha256(data_path)}
     from .synthetic import meta_path
