@@ -432,7 +432,12 @@ def _action(rng: random.Random, r_id: str, i: int) -> dict:
     }}
 
 
-def generate(n_rules: int, seed: int = 20240601) -> Generated:
+def generate(n_rules: int, seed: int = 20240601, fired: float | None = None) -> Generated:
+    """`fired`: hold the mean number of rules that fire per decision near this many, whatever
+    `n_rules` (every kind's firing rate scaled by the same factor); None: about 10% fire."""
+    scale = 1.0 if fired is None else min(1.0, fired / (0.1 * n_rules))
+    t_plain, t_a, t_b, t_reader = (TARGET_PLAIN * scale, TARGET_SETTER_A * scale, TARGET_SETTER_B * scale,
+                                   TARGET_READER * scale)
     rng = random.Random(seed * 1000 + n_rules)
     qs = Quantiles.sample(seed)
     n_a = max(1, round(n_rules * 0.10))
@@ -448,39 +453,39 @@ def generate(n_rules: int, seed: int = 20240601) -> Generated:
         rid = f"r{i + 1:0{width}d}"
         if kind == "setter_a":
             n = rng.choice([2, 3])
-            conds = order(input_conds(rng, qs, n, TARGET_SETTER_A))
+            conds = order(input_conds(rng, qs, n, t_a))
             if rng.random() < 0.6:
-                path, how, p_read = f"derived.flag_{i + 1}", ("flag",), TARGET_SETTER_A
+                path, how, p_read = f"derived.flag_{i + 1}", ("flag",), t_a
             else:
                 # a score is read as `>= its median`: set (0.2) x above the median (0.5)
                 usable = [s for s in SCORE_SOURCES if all(c.path != s[0] for c in conds)]
                 src, factor = rng.choice(usable)
-                path, how, p_read = f"derived.score_{i + 1}", ("score", src, factor), TARGET_SETTER_A * 0.5
+                path, how, p_read = f"derived.score_{i + 1}", ("score", src, factor), t_a * 0.5
             derived[path] = (how, rid, p_read)
             layer_a.add(rid)
-            rules.append(GRule(rid, kind, rng.randint(800, 899), conds, sets=(path, how), target=TARGET_SETTER_A))
+            rules.append(GRule(rid, kind, rng.randint(800, 899), conds, sets=(path, how), target=t_a))
         elif kind == "setter_b":
             a_paths = [p for p, (_, writer, _) in derived.items() if writer in layer_a]
             dpath = rng.choice(a_paths)
             dcond = _derived_test(qs, dpath, derived[dpath][0])
             n_in = rng.choice([1, 2])
-            conds = order([dcond] + input_conds(rng, qs, n_in, TARGET_SETTER_B / derived[dpath][2]))
+            conds = order([dcond] + input_conds(rng, qs, n_in, t_b / derived[dpath][2]))
             path = f"derived.flag_{i + 1}"
-            derived[path] = (("flag",), rid, TARGET_SETTER_B)
+            derived[path] = (("flag",), rid, t_b)
             rules.append(GRule(rid, kind, rng.randint(600, 699), conds, sets=(path, ("flag",)),
-                               target=TARGET_SETTER_B))
+                               target=t_b))
         else:
             if kind == "reader":
                 dpath = rng.choice(list(derived))
                 dcond = _derived_test(qs, dpath, derived[dpath][0])
                 n_in = rng.choice([1, 2, 3])
-                q = min(0.97, TARGET_READER / derived[dpath][2])
+                q = min(0.97, t_reader / derived[dpath][2])
                 conds = order([dcond] + input_conds(rng, qs, n_in, q))
             else:
-                conds = order(input_conds(rng, qs, rng.choice([2, 3, 4]), TARGET_PLAIN))
+                conds = order(input_conds(rng, qs, rng.choice([2, 3, 4]), t_plain))
             rules.append(GRule(rid, kind, rng.randint(100, 500), conds, action=_action(rng, rid, i),
-                               target=TARGET_READER if kind == "reader" else TARGET_PLAIN))
-    return Generated(n_rules, seed, rules, derived, f"gen{n_rules}")
+                               target=t_reader if kind == "reader" else t_plain))
+    return Generated(n_rules, seed, rules, derived, f"gen{n_rules}" if fired is None else f"gen{n_rules}f{fired:g}")
 
 
 def _derived_test(qs: Quantiles, path: str, how) -> Cond:
@@ -496,9 +501,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rules", type=int, default=100)
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--max-firings", type=int, default=None, help="max_firings in flow.yaml")
+    ap.add_argument("--fired", type=float, default=None, help="hold about this many firings per decision")
     ap.add_argument("--out", required=True, help="directory to write the flow, plain.py and decision.jdm.json to")
     args = ap.parse_args(argv)
-    g = generate(args.rules, args.seed)
+    g = generate(args.rules, args.seed, args.fired)
     g.max_firings = args.max_firings
     g.write(args.out)
     print(f"wrote {args.out}: {len(g.rules)} rules, {len(g.derived)} derived facts")

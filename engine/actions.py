@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from . import tables
 from .conditions import matched_values, paths_read
-from .expressions import MISSING, evaluate
+from .expressions import MISSING, compiled
 from .ir import Block, Escalate, Recommend, RequestAction, Rule, SetFact, Table
-from .templates import render
+from .templates import renderer
 
 
 @dataclass
@@ -36,69 +36,118 @@ def fire(item, wm: dict, out: RulesOutcome, reads=None) -> set:
     """Apply one firing; the paths whose value changed (the engine must re-match on them).
 
     `reads` (the paths the item's condition reads) may be precomputed by the engine."""
+    return firing(item)(wm, out, reads)
+
+
+def firing(item):
+    """`fire` for one item as a function of (wm, out, reads), its expressions and templates
+    prepared once: the engines build one per item and call it on every firing."""
+    if isinstance(item, Table):
+        return lambda wm, out, reads=None: _fire_table(item, wm, out)
+    rule: Rule = item
+    steps = tuple(_step(a, rule.id) for a in rule.then)
+    rid, ruleset, priority, when = rule.id, rule.ruleset, rule.priority, rule.when
+
+    def fire_rule(wm: dict, out: RulesOutcome, reads=None) -> set:
+        seq = len(out.firings) + 1
+        if reads is None:
+            matched = matched_values(when, wm)
+        else:
+            matched = {p: wm[p] for p in reads if p in wm}
+        changed, sets = set(), {}
+        for step in steps:
+            step(wm, out, changed, sets)
+        out.firings.append({"seq": seq, "id": rid, "ruleset": ruleset, "kind": "rule",
+                            "priority": priority, "matched": matched, "set": sets})
+        return changed
+    return fire_rule
+
+
+def _fire_table(item, wm: dict, out: RulesOutcome) -> set:
     seq = len(out.firings) + 1
     changed = set()
-    if isinstance(item, Table):
-        results, rows = tables.evaluate(item, wm)
-        for path, value in results.items():
-            if path not in wm or not _identical(wm[path], value):
-                changed.add(path)
-            wm[path] = value
-            out.derived[path] = value
-        out.firings.append({
-            "seq": seq, "id": item.id, "ruleset": item.ruleset, "kind": "table", "priority": item.priority,
-            "hit_policy": item.hit_policy, "matched": {p: wm[p] for p in item.inputs if p in wm},
-            "rows": [r.index for r in rows], "set": results,
-        })
-        return changed
-    rule: Rule = item
-    if reads is None:
-        matched = matched_values(rule.when, wm)
-    else:
-        matched = {p: wm[p] for p in reads if p in wm}
-    sets = {}
-    for a in rule.then:
-        if isinstance(a, SetFact):
-            v = evaluate(a.value, wm)
-            if v is MISSING:
-                out.skipped.append({"rule": rule.id, "set": a.path, "reason": "a fact it computes from is missing"})
-                continue
-            if a.path not in wm or not _identical(wm[a.path], v):
-                changed.add(a.path)
-            wm[a.path] = v
-            out.derived[a.path] = v
-            sets[a.path] = v
-        elif isinstance(a, Recommend):
-            value, propensity = _num(evaluate(a.value, wm)), _num(evaluate(a.propensity, wm))
-            discount = _num(evaluate(a.discount, wm))
-            out.offers.append({
-                "offer": a.offer, "kind": a.kind, "discount": discount if discount is not None else 0,
-                "term_months": _num(evaluate(a.term_months, wm)), "value": value, "propensity": propensity,
-                "reason": render(a.reason, wm), "rule": rule.id,
-                "params": {k: _param(v, wm) for k, v in a.params},
-            })
-        elif isinstance(a, Escalate):
-            out.escalations.append({"queue": a.queue, "reason": render(a.reason, wm), "approval": a.approval,
-                                    "rule": rule.id})
-        elif isinstance(a, Block):
-            out.blocks.append({"offer": a.offer, "reason": render(a.reason, wm), "rule": rule.id})
-        elif isinstance(a, RequestAction):
-            out.actions.append({"type": a.type, "params": {k: _param(v, wm) for k, v in a.params},
-                                "reason": render(a.reason, wm), "rule": rule.id})
-    out.firings.append({"seq": seq, "id": rule.id, "ruleset": rule.ruleset, "kind": "rule",
-                        "priority": rule.priority, "matched": matched, "set": sets})
+    results, rows = tables.evaluate(item, wm)
+    for path, value in results.items():
+        if path not in wm or not _identical(wm[path], value):
+            changed.add(path)
+        wm[path] = value
+        out.derived[path] = value
+    out.firings.append({
+        "seq": seq, "id": item.id, "ruleset": item.ruleset, "kind": "table", "priority": item.priority,
+        "hit_policy": item.hit_policy, "matched": {p: wm[p] for p in item.inputs if p in wm},
+        "rows": [r.index for r in rows], "set": results,
+    })
     return changed
+
+
+def _step(a, rid: str):
+    """One action of a rule's `then` as a function of (wm, out, changed, sets)."""
+    if isinstance(a, SetFact):
+        path, value = a.path, compiled(a.value)
+
+        def set_fact(wm, out, changed, sets):
+            v = value(wm)
+            if v is MISSING:
+                out.skipped.append({"rule": rid, "set": path, "reason": "a fact it computes from is missing"})
+                return
+            if path not in wm or not _identical(wm[path], v):
+                changed.add(path)
+            wm[path] = v
+            out.derived[path] = v
+            sets[path] = v
+        return set_fact
+    if isinstance(a, Recommend):
+        offer, kind, reason = a.offer, a.kind, renderer(a.reason)
+        value, propensity, discount, term = (compiled(a.value), compiled(a.propensity), compiled(a.discount),
+                                             compiled(a.term_months))
+        params = _params(a.params)
+
+        def recommend(wm, out, changed, sets):
+            v, p, d = _num(value(wm)), _num(propensity(wm)), _num(discount(wm))
+            out.offers.append({
+                "offer": offer, "kind": kind, "discount": d if d is not None else 0,
+                "term_months": _num(term(wm)), "value": v, "propensity": p,
+                "reason": reason(wm), "rule": rid, "params": params(wm),
+            })
+        return recommend
+    if isinstance(a, Escalate):
+        queue, approval, reason = a.queue, a.approval, renderer(a.reason)
+
+        def escalate(wm, out, changed, sets):
+            out.escalations.append({"queue": queue, "reason": reason(wm), "approval": approval, "rule": rid})
+        return escalate
+    if isinstance(a, Block):
+        offer, reason = a.offer, renderer(a.reason)
+
+        def block(wm, out, changed, sets):
+            out.blocks.append({"offer": offer, "reason": reason(wm), "rule": rid})
+        return block
+    if isinstance(a, RequestAction):
+        kind, reason, params = a.type, renderer(a.reason), _params(a.params)
+
+        def request(wm, out, changed, sets):
+            out.actions.append({"type": kind, "params": params(wm), "reason": reason(wm), "rule": rid})
+        return request
+    return lambda wm, out, changed, sets: None
+
+
+def _params(params):
+    prepared = tuple((k, renderer(v) if isinstance(v, str) else compiled(v), isinstance(v, str)) for k, v in params)
+
+    def run(wm):
+        out = {}
+        for k, fn, text in prepared:
+            if text:
+                out[k] = fn(wm)
+            else:
+                r = fn(wm)
+                out[k] = None if r is MISSING else r
+        return out
+    return run
 
 
 def _identical(a, b) -> bool:
     return type(a) is type(b) and a == b
-
-
-def _param(v, wm):
-    if isinstance(v, str):
-        return render(v, wm)
-    r = evaluate(v, wm)
-    return None if r is MISSING else r
 
 
 def agenda_items(flow) -> list:
@@ -114,4 +163,4 @@ def condition_of(item):
     return item.when if isinstance(item, Rule) else tables.trigger(item)
 
 
-__all__ = ["RulesOutcome", "fire", "agenda_items", "condition_of", "paths_read"]
+__all__ = ["RulesOutcome", "fire", "firing", "agenda_items", "condition_of", "paths_read"]

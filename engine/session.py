@@ -19,7 +19,7 @@ import threading
 
 import durable_rules_engine as _dre
 
-from .actions import RulesOutcome, fire
+from .actions import RulesOutcome, firing
 from .compile.durable import DurableProgram, compile_flow, durable_json, fact_json
 from .errors import DecisionError
 
@@ -34,6 +34,7 @@ class DurableEngine:
     def __init__(self, flow, program: DurableProgram | None = None):
         self.flow = flow
         self.program = program or compile_flow(flow)
+        self.fires = [firing(it) for it in self.program.items]
         self._handles: list = []
         self._lock = threading.Lock()
         self._closed = False
@@ -78,7 +79,7 @@ class DurableEngine:
     def _run(self, wm: dict) -> RulesOutcome:
         program = self.program
         parts, handles, states = program.parts, self._handles, self._states
-        items, reads, watched, readers, keys = program.items, program.reads, program.watched, program.readers, \
+        fires, reads, watched, readers, keys = self.fires, program.reads, program.watched, program.readers, \
             program.keys
         limit = self.flow.max_firings
         assert_fact, retract_fact = _dre.assert_fact, _dre.retract_fact
@@ -127,7 +128,7 @@ class DurableEngine:
                         fired += 1
                         pending[k].append(idx)
                         try:
-                            changed = fire(items[idx], wm, out, reads[idx])
+                            changed = fires[idx](wm, out, reads[idx])
                         except Exception as exc:  # noqa: BLE001 - the sessions are emptied, then it is raised
                             error = exc
                             break

@@ -38,28 +38,33 @@ def fields(template: str) -> list[tuple[str, str]]:
     return out
 
 
-@lru_cache(maxsize=4096)
-def _parsed(template: str) -> tuple:
-    return tuple(_formatter.parse(template))
-
-
 def render(template: str, wm: dict) -> str:
+    return renderer(template)(wm)
+
+
+@lru_cache(maxsize=4096)
+def renderer(template: str):
+    """`render(template, wm)` as a function of `wm`, the template parsed once."""
     if not template:
-        return ""
-    parts = []
-    for literal, name, spec, _ in _parsed(template):
-        parts.append(literal)
-        if name is None:
-            continue
-        if name not in wm:
-            parts.append(f"<{name}?>")
-            continue
-        value = wm[name]
-        try:
-            parts.append(format(value, spec) if spec else _plain(value))
-        except (ValueError, TypeError):
-            parts.append(_plain(value))
-    return "".join(parts)
+        return lambda wm: ""
+    pieces = tuple((literal, name, spec) for literal, name, spec, _ in _formatter.parse(template))
+
+    def run(wm: dict) -> str:
+        parts = []
+        for literal, name, spec in pieces:
+            parts.append(literal)
+            if name is None:
+                continue
+            if name not in wm:
+                parts.append(f"<{name}?>")
+                continue
+            value = wm[name]
+            try:
+                parts.append(format(value, spec) if spec else _plain(value))
+            except (ValueError, TypeError):
+                parts.append(_plain(value))
+        return "".join(parts)
+    return run
 
 
 def _plain(value) -> str:

@@ -31,7 +31,8 @@ from ..errors import Diagnostic, Location, RulesetError
 from ..ir import All, Any_, FactRef, Rule, SetFact, Table, Test
 
 PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"}
-_FIXED = ("sid", "id", "k", "_e")  # the properties every working fact may carry besides its fields
+_FIXED = ("sid", "id", "k", "_e")
+_ABSENT = object()  # the properties every working fact may carry besides its fields
 
 
 _EXPONENT = re.compile(r'("[vx]\d+":-?\d+)([eE])')
@@ -82,11 +83,21 @@ class Part:
 
     def document(self, wm: dict, sid: str, fid: str) -> dict:
         doc = {"sid": sid, "id": fid, "k": 1}
+        point = False
         for path, key in self.fields:
-            if path in wm:
-                v = doc[key] = encode(wm[path])
-                if _needs_point(v):
-                    doc["_e"] = 1
+            v = wm.get(path, _ABSENT)
+            if v is _ABSENT:
+                continue
+            t = v.__class__
+            if t is float:
+                point = point or _needs_point(v)
+            elif t is bool:
+                v = int(v)
+            elif t is list:
+                v = 1
+            doc[key] = v
+        if point:
+            doc["_e"] = 1
         for key, test in self.python_tests:
             doc[key] = 1 if test_holds_ext(test, wm) else 0
         return doc

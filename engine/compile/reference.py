@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from ..actions import RulesOutcome, agenda_items, condition_of, fire
+from ..actions import RulesOutcome, agenda_items, condition_of, firing
 from ..conditions import holds, paths_read
 from ..errors import DecisionError
 
@@ -23,6 +23,7 @@ class ReferenceEngine:
         self.flow = flow
         self.items = agenda_items(flow)
         self.conditions = [condition_of(it) for it in self.items]
+        self.fires = [firing(it) for it in self.items]
         self.order = sorted(range(len(self.items)), key=lambda i: (-self.items[i].priority, i))
         self.position = [0] * len(self.items)
         for p, i in enumerate(self.order):
@@ -56,7 +57,7 @@ class ReferenceEngine:
                 raise DecisionError("firing-bound", f"more than {self.flow.max_firings} firings; raise "
                                     "max_firings in flow.yaml or simplify the chain")
             fired.add(chosen)
-            changed = fire(self.items[chosen], wm, out)
+            changed = self.fires[chosen](wm, out)
             if changed:
                 again = {i for path in changed for i in readers.get(path, ()) if i not in fired}
                 for i in again:
