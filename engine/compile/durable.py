@@ -245,7 +245,8 @@ class _Item:
     writes: frozenset
 
     def __post_init__(self):
-        self.chains = {m: limits.chain(self.rule(m)["all"][0]["m"]) for m in (False, True)}
+        plain = limits.chain(self.rule(False)["all"][0]["m"])
+        self.chains = {False: plain, True: plain + limits.chain({"$nex": {f"__f{self.index}": 1}})}
 
     def rule(self, marker: bool) -> dict:
         parts = [{"k": 1}] + self.conjuncts + ([{"$nex": {f"__f{self.index}": 1}}] if marker else [])
@@ -315,7 +316,7 @@ class _Layout:
     def parts(self, items: list, diagnostics: list) -> list[tuple[int, int]]:
         """Each stratum cut into the longest runs that fit the limits (galloping, then bisection:
         every limit only grows as items are added)."""
-        out = []
+        out, last = [], 1
         for s0, s1 in self.strata():
             start = s0
             while start < s1:
@@ -326,12 +327,19 @@ class _Layout:
                     start += 1
                     continue
                 good, bad = 1, None
-                while start + good < s1:
-                    size = min(good * 2, s1 - start)
+                guess = min(last, s1 - start)  # parts of one flow tend to be alike in size
+                if guess > 1:
+                    if self.problems(start, start + guess):
+                        bad = guess
+                    else:
+                        good = guess
+                step = max(1, good // 8) if good > 1 else 1
+                while bad is None and start + good < s1:
+                    size = min(good + step, s1 - start)
                     if self.problems(start, start + size):
                         bad = size
                         break
-                    good = size
+                    good, step = size, step * 2
                 while bad is not None and good + 1 < bad:
                     mid = (good + bad) // 2
                     if self.problems(start, start + mid):
@@ -340,6 +348,7 @@ class _Layout:
                         good = mid
                 out.append((start, start + good))
                 start += good
+                last = good
         return out
 
 

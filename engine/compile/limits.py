@@ -116,28 +116,30 @@ def _max_pushed(children) -> int:
 
 def measure(definition: dict, chains=None) -> dict:
     """One walk over the trie: the static stack bound, the most children (and `$nex` children)
-    of one node, and the most rules ending at one node. `chains`: the rules' `chain`s, if known."""
+    of one node, and the most rules ending at one node. `chains`: the rules' `chain`s, if known.
+
+    The bound along a path is additive, so each node's worst case below it (`deepest`) is
+    computed once, however many `$or` members lead to it."""
     root = _trie(_chains(definition) if chains is None else chains, ends=True)
     out = {"stack": 0, "children": 0, "nex_children": 0, "ending": 0}
-    seen: set = set()
-    stack = [(root, 0)]
-    pushed: dict = {}
-    while stack:
-        node, acc = stack.pop()
+    deepest: dict = {}
+
+    def visit(node) -> int:
         nid = id(node)
-        p = pushed.get(nid)
-        if p is None:
-            p = pushed[nid] = _max_pushed(node)
-        out["stack"] = max(out["stack"], acc + p)
-        if nid not in seen:  # a forward node is reached from every member of its `$or`
-            seen.add(nid)
-            kids = len(node) - (1 if _END in node else 0)
-            out["children"] = max(out["children"], kids)
-            out["nex_children"] = max(out["nex_children"], sum(1 for (_, op, _) in node if op == "$nex"))
-            out["ending"] = max(out["ending"], node.get(_END, 0))
+        if nid in deepest:
+            return deepest[nid]
+        p = _max_pushed(node)
+        out["children"] = max(out["children"], len(node) - (1 if _END in node else 0))
+        out["nex_children"] = max(out["nex_children"], sum(1 for (_, op, _) in node if op == "$nex"))
+        out["ending"] = max(out["ending"], node.get(_END, 0))
+        best = p
         for key, child in node.items():
             if key != _END:
-                stack.append((child, acc + max(p - 1, 0)))
+                best = max(best, max(p - 1, 0) + visit(child))
+        deepest[nid] = best
+        return best
+
+    out["stack"] = visit(root)
     return out
 
 
