@@ -107,6 +107,31 @@ def holds(cond, wm: dict, record=None) -> bool:
     raise TypeError(f"not a condition: {cond!r}")
 
 
+_memo: dict = {}
+
+
+def holds_for(cond, wm: dict) -> bool:
+    """holds(), remembered per condition by the values (with their types) of the paths it
+    reads: a condition is a pure function of them, and guardrails test the same few inputs
+    for every offer of every decision. Values that are not hashable are not remembered."""
+    entry = _memo.get(id(cond))
+    if entry is None or entry[0] is not cond:
+        if len(_memo) >= 4096:
+            _memo.clear()
+        entry = _memo[id(cond)] = (cond, tuple(sorted(paths_read(cond))), {})
+    _, reads, seen = entry
+    try:
+        key = tuple((type(v), v) for v in (wm.get(p, MISSING) for p in reads))
+        result = seen.get(key)
+    except TypeError:
+        return holds(cond, wm)
+    if result is None:
+        if len(seen) >= 1024:
+            seen.clear()
+        result = seen[key] = holds(cond, wm)
+    return result
+
+
 def leaves(cond):
     """Every Test in a condition, in source order."""
     if isinstance(cond, Test):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import tables
-from .conditions import holds
+from .conditions import holds_for
 
 
 @dataclass
@@ -68,7 +68,7 @@ def discount_limit(flow, inputs: dict, offer: dict) -> float | None:
     for g in flow.guardrails:
         if g.type != "discount_cap":
             continue
-        if g.when is not None and not holds(g.when, _offer_view(inputs, offer)):
+        if g.when is not None and not holds_for(g.when, _offer_view(inputs, offer)):
             continue
         cap, _ = _cap_for(flow, g, inputs, offer)
         cap = 0 if cap is None else cap
@@ -78,7 +78,7 @@ def discount_limit(flow, inputs: dict, offer: dict) -> float | None:
 
 def _discount_cap(flow, g, inputs, res: GuardrailResult) -> None:
     for offer in res.offers:
-        if g.when is not None and not holds(g.when, _offer_view(inputs, offer)):
+        if g.when is not None and not holds_for(g.when, _offer_view(inputs, offer)):
             continue
         discount = offer.get("discount") or 0
         cap, rows = _cap_for(flow, g, inputs, offer)
@@ -111,7 +111,7 @@ def _discount_cap(flow, g, inputs, res: GuardrailResult) -> None:
 def _eligibility(g, inputs, res: GuardrailResult) -> None:
     kept = []
     for offer in res.offers:
-        if offer["offer"] in g.offers and not holds(g.require, _offer_view(inputs, offer)):
+        if offer["offer"] in g.offers and not holds_for(g.require, _offer_view(inputs, offer)):
             reason = f"{offer['offer']} is not eligible: {g.description}"
             res.adjustments.append({"guardrail": g.id, "offer": offer["offer"], "action": g.on_violation,
                                     "reason": reason})
@@ -125,7 +125,7 @@ def _eligibility(g, inputs, res: GuardrailResult) -> None:
     res.offers = kept
     kept_actions = []
     for action in res.actions:
-        if action["type"] in g.actions and not holds(g.require, inputs):
+        if action["type"] in g.actions and not holds_for(g.require, inputs):
             reason = f"{action['type']} suppressed: {g.description}"
             res.adjustments.append({"guardrail": g.id, "action_type": action["type"], "action": g.on_violation,
                                     "reason": reason})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .conditions import holds
+from .conditions import MISSING, holds, paths_read
 from .errors import DecisionError
 from .ir import All, Any_, Cell, Not, Table, Test
 
@@ -121,7 +121,40 @@ def matching_rows(table: Table, wm: dict, record=None) -> list:
 
 
 def evaluate(table: Table, wm: dict, record=None) -> tuple[dict, list]:
-    """(outputs to set, the rows that gave them) under the table's hit policy."""
+    """(outputs to set, the rows that gave them) under the table's hit policy.
+
+    Remembered per table by the values of the paths its cells read (with their types, as the
+    comparisons tell 1, 1.0 and true apart): a table is a pure function of them, and a
+    guardrail's cap table is looked up for every offer of every decision."""
+    if record is not None:
+        return _evaluate(table, wm, record)
+    memo = table.__dict__.get("_memo")
+    if memo is None:
+        memo = table.__dict__["_memo"] = ({}, _reads(table))
+    seen, reads = memo
+    try:
+        key = tuple((type(v), v) for v in (wm.get(p, MISSING) for p in reads))
+        hit = seen.get(key)
+    except TypeError:  # a list value: not a key
+        return _evaluate(table, wm)
+    if hit is None:
+        if len(seen) >= 1024:
+            seen.clear()
+        hit = seen[key] = _evaluate(table, wm)
+    results, rows = hit
+    return {k: list(v) if isinstance(v, list) else v for k, v in results.items()}, list(rows)
+
+
+def _reads(table: Table) -> tuple:
+    paths = dict.fromkeys(table.inputs)
+    for row in table.rows:
+        for cell in row.cells:
+            if cell.test is not None:
+                paths.update(dict.fromkeys(sorted(paths_read(cell.test))))
+    return tuple(paths)
+
+
+def _evaluate(table: Table, wm: dict, record=None) -> tuple[dict, list]:
     rows = matching_rows(table, wm, record)
     policy = table.hit_policy
     outputs = table.outputs
