@@ -111,3 +111,24 @@ def test_collect_and_aggregations():
 
 def test_rule_order_returns_all_matches_in_order():
     assert evaluate(table("rule_order", ROWS), {"x": 17})[0] == {"out": [2, 3]}
+
+
+def test_a_remembered_outcome_tells_types_apart_and_is_a_copy():
+    """evaluate() remembers outcomes by the values the cells read, with their types: 1, 1.0
+    and true are compared differently, so they are different keys; callers get their own copies."""
+    t = table("collect", [("1", "one"), ("-", "any")])
+    assert evaluate(t, {"x": 1})[0] == {"out": ["one", "any"]}
+    assert evaluate(t, {"x": True})[0] == {"out": ["any"]}
+    assert evaluate(t, {"x": 1.0})[0] == {"out": ["one", "any"]}
+    first = evaluate(t, {"x": 2})[0]
+    first["out"].append("changed by a caller")
+    assert evaluate(t, {"x": 2})[0] == {"out": ["any"]}
+    assert evaluate(t, {"x": [1]})[0] == {"out": ["any"]}  # a list is no key: evaluated as is
+
+
+def test_a_remembered_condition_tells_types_and_missing_values_apart():
+    from engine.conditions import holds, holds_for
+    from engine.ir import All, Test
+    cond = All((Test("a", "eq", 1), Test("b", "missing", None)))
+    for wm in ({"a": 1}, {"a": True}, {"a": 1.0}, {"a": 1, "b": 0}, {}, {"a": 1}, {"a": True}):
+        assert holds_for(cond, wm) == holds(cond, wm), wm
