@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     if runtime is None:
         runtime = _runtime(settings)
     app.extensions["postsale"] = runtime
+    from .ratelimit import RequestLimits
+    app.extensions["postsale.limits"] = RequestLimits(settings.rate_limits, runtime.redis)
 
     from . import approvals, decisions, events, kpis, ops, outcomes, reference, rulesets
     app.register_blueprint(decisions.bp)

@@ -75,6 +75,9 @@ def require(scope: str):
             if scope not in scopes:
                 raise Problem(403, "Forbidden", f"this key lacks the '{scope}' scope")
             g.api_key_id = key_id
+            limits = current_app.extensions.get("postsale.limits")
+            if limits is not None:
+                limits.check(key_id, scope)
             return fn(*args, **kwargs)
         return wrapper
     return deco

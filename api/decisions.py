@@ -50,8 +50,8 @@ def decide():
           application/json:
             schema: DecisionRequest
       responses:
-        201: {description: decided and recorded, content: {application/json: {schema: DecisionResponse}}}
-        200: {description: "a dry run, or a replay of an earlier response", content: {application/json: {schema: DecisionResponse}}}
+        201: {description: "decided and recorded; a replay of that answer (the same key and body) is 201 too, with Idempotent-Replayed: true", content: {application/json: {schema: DecisionResponse}}}
+        200: {description: a dry run, content: {application/json: {schema: DecisionResponse}}}
         400: {description: every problem by JSON path, content: {application/problem+json: {schema: Problem}}}
         401: {description: no or unknown API key, content: {application/problem+json: {schema: Problem}}}
         403: {description: the key lacks the decide scope, content: {application/problem+json: {schema: Problem}}}

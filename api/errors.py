@@ -55,7 +55,7 @@ def _kind(p: Problem) -> str:
         return "unavailable"
     if p.status >= 500:
         return "internal"
-    return {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large",
+    return {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large", 429: "rate_limited",
             422: p.type.rsplit("/", 1)[-1] if p.type.startswith(TYPES) else "unprocessable"}.get(p.status, str(p.status))
 
 

@@ -58,3 +58,24 @@ def child_exit(server, worker):
 
 def on_exit(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+# no gunicornc control socket: its default path is shared by every server on the host
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """What gunicorn itself refuses (414 URI too long, 431 headers too large, a bad request
+    line, ...) leaves as problem+json like every other error, not as its HTML page."""
+    from gunicorn import util
+    util.write_error = _problem
+
+
+def _problem(sock, status_int, reason, mesg):
+    import json
+    from gunicorn import util
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status_int,
+                       **({"detail": mesg[:500]} if mesg else {})}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    util.write_nonblock(sock, head + body)

@@ -93,6 +93,9 @@ class Settings:
     default_flow: str
     api_keys: dict = field(default_factory=dict)  # plain key -> scopes (development, tests)
     api_keys_file: Path | None = None  # production: hashed keys
+    # POSTSALE_RATE_LIMITS: per API key and scope, {"decide": {"per_second": 50, "burst": 100}};
+    # a scope not named is not limited
+    rate_limits: dict = field(default_factory=dict)
     max_body_bytes: int = 256 * 1024
     idempotency_ttl_seconds: int = 24 * 3600
     reload_poll_seconds: float = 1.0
@@ -157,6 +160,27 @@ class Settings:
         return self.embedded if self.evaluate_in_server is None else self.evaluate_in_server
 
 
+def _rate_limits(env, name) -> dict:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return {}
+    usage = f'{name} must map scopes to rates: {{"decide": {{"per_second": 50, "burst": 100}}}}'
+    try:
+        limits = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(limits, dict):
+        raise SettingsError(usage)
+    out = {}
+    for scope, rate in limits.items():
+        ok = isinstance(rate, dict) and set(rate) == {"per_second", "burst"} and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in rate.values())
+        if not ok:
+            raise SettingsError(f"{usage} ({scope!r} is {rate!r})")
+        out[scope] = {"per_second": float(rate["per_second"]), "burst": int(rate["burst"])}
+    return out
+
+
 def from_env(env=None) -> Settings:
     env = os.environ if env is None else env
     raw_keys = env.get("POSTSALE_API_KEYS", "")
@@ -185,6 +209,7 @@ def from_env(env=None) -> Settings:
         default_flow=env.get("POSTSALE_DEFAULT_FLOW") or "renewal",
         api_keys=keys,
         api_keys_file=Path(keys_file) if keys_file else None,
+        rate_limits=_rate_limits(env, "POSTSALE_RATE_LIMITS"),
         max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
         idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),
         log_level=_level(env, "LOG_LEVEL", "INFO"),

@@ -340,11 +340,6 @@ def test_valid_numbers_written_with_an_exponent_are_not_a_server_error(server, s
     assert r.status == 201, r
 
 
-def test_no_unhandled_errors_in_the_server_log(server):
-    """Runs last on this server: no request so far ended in an unhandled exception."""
-    assert server.errors_logged() == []
-
-
 # ---------------------------------------------------------------- PostgreSQL
 
 def test_decide_and_read_back_on_postgresql(pg_server):
@@ -370,3 +365,14 @@ def test_concurrent_requests_with_one_key_on_postgresql(pg_server):
     assert len({a.json["id"] for a in answers}) == 1, answers
     assert len(history(pg_server, f["account"]["id"])) == 1
     assert pg_server.errors_logged() == []
+
+
+def test_what_gunicorn_refuses_is_problem_json_too(server):
+    r = server.get("/v1/decisions?account_id=" + "a" * 8000)
+    assert r.status == 414 and r.mimetype == "application/problem+json", r
+    assert r.json["status"] == 414 and r.json["title"]
+
+
+def test_no_unhandled_errors_in_the_server_log(server):
+    """Runs last on this server: no request so far ended in an unhandled exception."""
+    assert server.errors_logged() == []
