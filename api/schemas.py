@@ -23,14 +23,25 @@ class DecisionRequest(Schema):
             raise ValidationError("send the facts, or an account_id to decide from its features", "facts")
 
 
+DISCOUNT = "percentage points: 15 means 15% off the list price"
+
+
 class Offer(Schema):
-    offer = fields.String()
-    kind = fields.String()
-    discount = fields.Float()
+    offer = fields.String(metadata={"description": "the offer code, e.g. renewal_standard, renewal_24m, "
+                                                   "renewal_36m, addon_seats, premium_support"})
+    kind = fields.String(metadata={"description": "renewal | upsell"})
+    discount = fields.Float(metadata={"description": f"the discount chosen, {DISCOUNT}"})
+    discount_ceiling = fields.Float(metadata={"description": f"the highest discount the rules and guardrails "
+                                                             f"allow for this offer ({DISCOUNT}); the choose stage "
+                                                             "picked `discount` on the grid 0..ceiling"})
     term_months = fields.Integer(allow_none=True)
-    value = fields.Float(allow_none=True)
-    propensity = fields.Float(allow_none=True)
-    expected_value = fields.Float()
+    value = fields.Float(allow_none=True, metadata={"description": "the rules' value of the offer, USD"})
+    propensity = fields.Float(allow_none=True, metadata={"description": "the rules' propensity (0..1)"})
+    probability = fields.Float(metadata={"description": "the response model's probability of the outcome "
+                                                        "(renewal, acceptance) under this offer"})
+    expected_value = fields.Float(metadata={"description": "with a choose stage: the incremental expected net "
+                                                           "value of the offer over no action, USD; without one: "
+                                                           "propensity × value"})
     rank = fields.Integer()
     reason = fields.String()
     rule = fields.String()
@@ -70,6 +81,53 @@ class Approval(Schema):
     reasons = fields.List(fields.Dict())
 
 
+class Alternative(Schema):
+    type = fields.String(metadata={"description": "renewal_offer | upsell_offer | human_touch | no_action"})
+    offer = fields.String()
+    human = fields.Boolean(metadata={"description": "with a human (CSM) touch"})
+    params = fields.Dict(metadata={"description": f"e.g. discount ({DISCOUNT})"})
+    expected_value = fields.Float(metadata={"description": "incremental expected net value over no action, USD"})
+
+
+class NextBestAction(Schema):
+    type = fields.String(metadata={"description": "renewal_offer | upsell_offer | human_touch | no_action | "
+                                                  "reevaluate (not yet: see `reevaluate`)"})
+    offer = fields.String(metadata={"description": "the offer code, for an offer"})
+    params = fields.Dict(metadata={"description": f"discount ({DISCOUNT}), term_months, seats; for "
+                                                  "reevaluate: at_days_to_renewal, in_days"})
+    with_ = fields.List(fields.Dict(), data_key="with", metadata={
+        "description": "the plan's other offers (an upsell beside the renewal offer)"})
+    human = fields.Boolean(metadata={"description": "the plan includes a human (CSM) touch"})
+    expected_value = fields.Float(metadata={"description": "the whole plan's incremental expected net value "
+                                                           "over no action, USD"})
+    alternatives = fields.List(fields.Nested(Alternative), metadata={"description": "the candidates, ranked"})
+
+
+class Human(Schema):
+    queue = fields.String(metadata={"description": "who: the queue (csm, finance, deal_desk, revops, ...)"})
+    reason = fields.String(metadata={"description": "why"})
+    mandatory = fields.Boolean(metadata={"description": "a policy requires it (not subject to capacity)"})
+    approval = fields.Boolean(metadata={"description": "nothing goes out before this human approves"})
+    expected_value = fields.Float(metadata={"description": "an optional touch: what it adds over the best "
+                                                           "automated plan, USD"})
+
+
+class Reevaluate(Schema):
+    at_days_to_renewal = fields.Integer(metadata={"description": "decide again on this day"})
+    in_days = fields.Integer(metadata={"description": "days from now"})
+    expected_value = fields.Float(metadata={"description": "the plan's value then, USD"})
+    reason = fields.String()
+
+
+class AllowedOffer(Schema):
+    offer = fields.String()
+    kind = fields.String()
+    discount = fields.Float(metadata={"description": f"the offer's discount ceiling ({DISCOUNT})"})
+    term_months = fields.Integer(allow_none=True)
+    params = fields.Dict()
+    approval = fields.List(fields.String(), metadata={"description": "queues that must approve it if chosen"})
+
+
 class Explanation(Schema):
     fired = fields.List(fields.String(), metadata={"description": "rules and tables fired, in order"})
     guardrails = fields.List(fields.String())
@@ -93,6 +151,13 @@ class DecisionResponse(Schema):
     models = fields.Dict()
     explanation = fields.Nested(Explanation)
     citations = fields.List(fields.Nested(Citation), metadata={"description": "knowledge snippets about the offers"})
+    next_best_action = fields.Nested(NextBestAction, metadata={"description": "what to do: the chosen plan"})
+    human = fields.Nested(Human, allow_none=True, metadata={"description": "who must or should look at the "
+                                                                          "account and why; null: nobody"})
+    reevaluate = fields.Nested(Reevaluate, allow_none=True, metadata={"description": "\"not yet\": when to "
+                                                                                    "decide again; null: now"})
+    allowed = fields.List(fields.Nested(AllowedOffer), metadata={"description": "what the policies allowed, "
+                                                                               "before the choice"})
 
 
 class DecisionRecord(DecisionResponse):

@@ -28,7 +28,11 @@ def _flows(paths):
 
 def cmd_check(args) -> int:
     from engine.compile.durable import compile_flow
+    from engine.decide import chooser_for
     from engine.language.flows import flow_summary, load_flow_dir
+    from engine.response import ResponseModelError
+
+    from .support import response_models
     dirs = _flows(args.paths)
     if not dirs:
         if getattr(args, "json", False):
@@ -39,6 +43,12 @@ def cmd_check(args) -> int:
         try:
             flow = load_flow_dir(d)
             compile_flow(flow)
+            chooser_for(flow, response_models())
+        except ResponseModelError as exc:
+            for problem in exc.problems:
+                print(problem)
+            status = LOAD_ERROR
+            continue
         except RulesetError as exc:
             found.append({"path": str(d), "ok": False, "errors": [diag.as_json() for diag in exc.diagnostics]})
             if not getattr(args, "json", False):
@@ -60,8 +70,17 @@ def cmd_check(args) -> int:
 def cmd_test(args) -> int:
     from engine.harness.suite import run_suite
     from cli.support import rules_dir
-    return run_suite(args.paths or [rules_dir()], coverage=args.coverage, fail_under=args.fail_under, junit=args.junit_xml,
-                     verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout,
+    from engine.response import ResponseModelError
+
+    from .support import response_models
+    try:
+        responses = response_models()
+    except ResponseModelError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return LOAD_ERROR
+    return run_suite(args.paths or [rules_dir()], coverage=args.coverage, fail_under=args.fail_under,
+                     junit=args.junit_xml, verbose=args.verbose, select=args.k, engine=args.engine, out=sys.stdout,
+                     responses=responses,
                      as_json=getattr(args, "json", False))
 
 
@@ -83,6 +102,8 @@ def _read_facts(path: str):
 
 def cmd_explain(args) -> int:
     from engine.decide import Decider
+
+    from .support import response_models
     from engine.explain import explain_text
     from engine.language.flows import load_flow_dir
     facts = _read_facts(args.facts)
@@ -97,7 +118,7 @@ def cmd_explain(args) -> int:
         print(f"postsale: no flow '{args.flow}' in {args.rules} (flows: {known})", file=sys.stderr)
         return LOAD_ERROR
     try:
-        decider = Decider(load_flow_dir(flow_dir))
+        decider = Decider(load_flow_dir(flow_dir), responses=response_models())
     except RulesetError as exc:
         print(exc, file=sys.stderr)
         return LOAD_ERROR

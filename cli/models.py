@@ -4,6 +4,7 @@
     postsale models train var/accounts.csv --target churned --type gbm [--out models/...] [--model-version 1.0.0]
     postsale models evaluate models/churn-gbm-1.0.0.json var/holdout.csv [--json]
     postsale models list [--dir models] [--json]
+    postsale models train-response var/logged.jsonl [--model-version 1.0.0] [--out models/response]
 
 Exit codes: 0 done, 1 an input (CSV, artifact) does not load or training failed.
 `train` needs scikit-learn (requirements-dev.txt); the other commands do not.
@@ -57,6 +58,18 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help=JSON_HELP)
     ls.set_defaults(func=cmd_list)
 
+    r = sub.add_parser("train-response", help="train the renewal and upsell response models on logged "
+                       "actions and outcomes (JSON lines, e.g. `postsale simulate --log`)")
+    r.add_argument("data", help="JSON lines: {facts, action, propensity, outcome} (docs/decisioning.md)")
+    r.add_argument("--model-version", dest="version", default="1.0.0", help="the artifacts' version (default 1.0.0)")
+    r.add_argument("--out", default="models/response", help="folder for the artifacts (default: models/response)")
+    r.add_argument("--rules", default="rules", help="rules folder (default: rules)")
+    r.add_argument("--flow", default="renewal", help="the flow whose facts schema and scorers prepare the rows")
+    r.add_argument("--c", type=float, default=1.0, help="inverse L2 regularisation strength (default 1.0)")
+    r.add_argument("--weighted", action="store_true", help="weight rows by 1/propensity")
+    r.add_argument("--json", action="store_true", help="the metrics as JSON")
+    r.set_defaults(func=cmd_train_response)
+
     g = sub.add_parser("generate", help="write a synthetic book of accounts (seeded, reproducible)")
     g.add_argument("--rows", type=int, default=20000, help="accounts to write (default 20000)")
     g.add_argument("--seed", type=int, default=42, help="the generator's seed (default 42)")
@@ -104,6 +117,55 @@ def cmd_train(args, out=None) -> int:
     print(f"{path}: {doc['name']}@{doc['version']} ({doc['model_type']}) → scores.{doc['output']}: "
           f"holdout of {m['rows']} rows: AUC {m['auc']:.4f}, Brier {m['brier']:.4f}, "
           f"top-decile lift {m['top_decile_lift']:.2f}, {path.stat().st_size // 1024} KB", file=out)
+    return OK
+
+
+def response_preparer(flow_dir):
+    """facts → the flattened inputs a decision of the flow sees: validated, scored by the
+    selected scorers (POSTSALE_MODELS), as engine/decide.Decider prepares them."""
+    from config.settings import from_env
+    from engine.facts import FactsModel, flatten
+    from engine.language.flows import load_flow_dir
+    from service.runtime import build_scoring
+    flow = load_flow_dir(flow_dir)
+    model, scoring = FactsModel(flow.facts_schema), build_scoring(from_env())
+
+    def prepare(facts: dict) -> dict:
+        prepared = model.prepare(facts)
+        if scoring is not None:
+            prepared, _ = scoring.apply_explained(prepared)
+        return flatten(prepared)
+    return prepare
+
+
+def cmd_train_response(args, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        from engine.response import training
+    except ImportError as exc:
+        return _err(f"postsale models train-response needs scikit-learn and numpy ({exc}): "
+                    "pip install -r requirements-dev.txt")
+    from engine.errors import FactsError, RulesetError
+    try:
+        rows = training.read_rows(args.data)
+        prepare = response_preparer(Path(args.rules) / args.flow)
+        prepared = [prepare(r["facts"]) for r in rows]
+        docs = [training.fit(rows, prepare, kind=k, version=args.version, c=args.c, weighted=args.weighted,
+                             prepared=prepared) for k in ("renewal", "upsell")]
+    except (OSError, ValueError, KeyError, RulesetError, FactsError) as exc:
+        return _err(f"{args.data}: {exc}")
+    report = []
+    for doc in docs:
+        path = training.write(doc, args.out)
+        report.append({"artifact": str(path), "ref": f"{doc['name']}@{doc['version']}", **doc["metrics"]})
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+        return OK
+    for r in report:
+        q = f", Qini {r['qini']['qini']:.4f} (AUUC {r['qini']['auuc']:.4f})" if "qini" in r else ""
+        print(f"{r['artifact']}: {r['ref']}: holdout {r['holdout_rows']} rows, AUC {r['auc']:.4f}, "
+              f"log loss {r['log_loss']:.4f}, mean predicted {r['mean_predicted']:.3f} vs observed "
+              f"{r['mean_observed']:.3f}{q}", file=out)
     return OK
 
 

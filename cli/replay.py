@@ -37,7 +37,7 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from engine.language.flows import load_flow_dir
     from engine.replay import replay, report_text
 
-    from cli.support import database_unusable, session_factory
+    from cli.support import database_unusable, response_models, session_factory
     from adapters.store.decisions import DecisionStore
     out = out or sys.stdout
     since = args.since
@@ -47,7 +47,7 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from cli.support import rules_dir
     flow_dir = Path(args.rules or rules_dir()) / args.flow
     try:
-        decider = Decider(load_flow_dir(flow_dir))
+        decider = Decider(load_flow_dir(flow_dir), responses=response_models())
     except RulesetError as exc:
         for d in exc.diagnostics:
             print(d, file=sys.stderr)

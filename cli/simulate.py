@@ -7,7 +7,8 @@ or write a logged-data file for training response models (docs/simulator.md).
 
 `--seed` takes a list (1,2,3): one table per seed. `shipped` runs the decide use case in this
 process on a private SQLite database; `--http URL` adds the `http` policy, a running service
-driven through POST /v1/decisions (dry runs), with the key of --api-key or POSTSALE_KEY.
+driven through POST /v1/decisions (recorded, so run it on a sandbox service with a fresh database),
+with the key of --api-key or POSTSALE_KEY.
 Exit codes: 0 done, 1 a policy could not run (the runtime does not start, the service answers
 with an error), 2 bad arguments.
 """

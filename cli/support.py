@@ -42,6 +42,13 @@ def database_unusable(exc: Exception, what: str = "database", code: int = 1) -> 
     return code
 
 
+def response_models(environ=None):
+    """The response models of the models directory (POSTSALE_MODELS_DIR/response)."""
+    from config.settings import from_env
+    from engine.response import ResponseModels
+    return ResponseModels.from_dir(from_env(environ).models_dir / "response")
+
+
 def print_table(rows, cols, out) -> None:
     if not rows:
         print("(nothing)", file=out)

@@ -43,6 +43,12 @@ def _float(env, name, default) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
+def _bounded(value, name, lo, hi):
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value!r} is outside {lo}..{hi}")
+    return value
+
+
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "WARN", "INFO", "DEBUG", "NOTSET")
 
 
@@ -104,6 +110,11 @@ class Settings:
     models_dir: Path = ROOT / "models"
     models: str = "churn-gbm@1.0.0,upsell-gbm@1.0.0"  # empty: no scoring, scores come with the facts
     psi_threshold: float = 0.2
+    # policy 11: CSM touches beyond the mandatory reviews, per queue and period (0: no slot cap),
+    # and the share of decisions the threshold lets through (adapters/store/capacity.py)
+    human_capacity: int = 250
+    capacity_period_days: int = 30
+    capacity_share: float = 0.1
     # POSTSALE_INLINE_DISPATCH_MS: run a decision's ready actions before answering, for at most
     # this long (0: leave them all to `postsale worker`). Unset: 200 on SQLite, 0 on PostgreSQL.
     inline_dispatch_ms: int | None = None
@@ -216,6 +227,10 @@ def from_env(env=None) -> Settings:
         evaluate_log_level=_level(env, "LOG_LEVEL", "WARNING"),
         models_dir=Path(env.get("POSTSALE_MODELS_DIR") or ROOT / "models"),
         models=env.get("POSTSALE_MODELS", "churn-gbm@1.0.0,upsell-gbm@1.0.0"),
+        human_capacity=_bounded(_int(env, "POSTSALE_HUMAN_CAPACITY", 250), "POSTSALE_HUMAN_CAPACITY", 0, 10**9),
+        capacity_period_days=_bounded(_int(env, "POSTSALE_CAPACITY_PERIOD_DAYS", 30), "POSTSALE_CAPACITY_PERIOD_DAYS",
+                                      1, 3660),
+        capacity_share=_bounded(_float(env, "POSTSALE_CAPACITY_SHARE", 0.1), "POSTSALE_CAPACITY_SHARE", 0.0, 1.0),
         port=_int(env, "PORT", 8000),
         inline_dispatch_ms=_int(env, "POSTSALE_INLINE_DISPATCH_MS", None),
         triggers_file=Path(env.get("POSTSALE_TRIGGERS") or config_dir / "triggers.yaml"),

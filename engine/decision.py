@@ -28,6 +28,10 @@ class Decision:
     created_at: str | None = None
     dry_run: bool = False
     citations: list = field(default_factory=list)
+    next_best_action: dict | None = None
+    human: dict | None = None
+    reevaluate: dict | None = None
+    allowed: list | None = None
 
     @classmethod
     def from_result(cls, result: dict, *, id: str | None = None, created_at: str | None = None,
@@ -37,7 +41,10 @@ class Decision:
                    escalations=r("escalations") or [], actions=r("actions") or [], approval=r("approval") or {},
                    adjustments=r("adjustments") or [], blocked=r("blocked") or [], models=r("models") or {},
                    trace=r("trace") or {}, id=id, created_at=created_at,
-                   dry_run=dry_run, citations=list(citations if citations is not None else result.get("citations") or []))
+                   dry_run=dry_run, citations=list(citations if citations is not None else result.get("citations") or []),
+                   next_best_action=r("next_best_action") or _fallback_action(result),
+                   human=r("human") if "human" in result else _fallback_human(result),
+                   reevaluate=r("reevaluate"), allowed=r("allowed"))
 
     @property
     def discount(self):
@@ -84,11 +91,41 @@ class Decision:
             "models": self.models,
             "explanation": self.explanation(),
             "citations": self.citations,
+            "next_best_action": self.next_best_action,
+            "human": self.human,
+            "reevaluate": self.reevaluate,
+            "allowed": self.allowed if self.allowed is not None else
+            [{k: o.get(k) for k in ("offer", "kind", "discount", "term_months", "params") if k in o} for o in self.offers],
         }
 
     def log_fields(self) -> dict:
         return {"decision_id": self.id, "flow": self.flow, "version": self.ruleset_version, "status": self.status,
                 "offers": [o["offer"] for o in self.offers], "fired": len(self.trace.get("fired", []))}
+
+
+def _fallback_action(result: dict) -> dict:
+    """For a flow without a choose stage: the top-ranked offer, valued by the rules' own
+    propensity × value (not an incremental value: there is no response model to say)."""
+    offers = result.get("offers") or []
+    if not offers:
+        return {"type": "no_action", "params": {}, "human": bool(result.get("escalations")),
+                "expected_value": 0.0, "alternatives": []}
+    o = offers[0]
+    params = {k: o[k] for k in ("discount", "term_months") if o.get(k) is not None}
+    params.update(o.get("params") or {})
+    return {"type": f"{o.get('kind', 'renewal')}_offer", "offer": o["offer"], "params": params,
+            "human": bool(result.get("escalations")), "expected_value": o.get("expected_value", 0.0),
+            "alternatives": [{"type": f"{x.get('kind', 'renewal')}_offer", "offer": x["offer"], "human": False,
+                              "params": x.get("params") or {}, "expected_value": x.get("expected_value", 0.0)}
+                             for x in offers[1:]]}
+
+
+def _fallback_human(result: dict) -> dict | None:
+    for a in (result.get("approval") or {}).get("reasons") or []:
+        return {"queue": a["queue"], "reason": a["reason"], "mandatory": True, "approval": True}
+    for e in result.get("escalations") or []:
+        return {"queue": e["queue"], "reason": e["reason"], "mandatory": True, "approval": bool(e.get("approval"))}
+    return None
 
 
 __all__ = ["Decision"]

@@ -219,6 +219,29 @@ class Guardrail:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """The choose stage of a flow (flow.yaml `choose`): which response models value the
+    candidates, what a human touch costs and which queue it goes to, the discount grid, and the
+    days at which "not yet" may be re-evaluated."""
+    renewal_model: str
+    upsell_model: str | None = None
+    arr_fact: str = "account.arr"
+    horizon_months: int = 0  # 0: a renewal is worth its own term; else every plan is valued over this horizon
+    churn_fact: str | None = None  # beyond the offered term, each further year renews with 1 − this
+    discount_step: float = 1.0
+    discount_payback: float = 0.0  # a discount is taken only if its gain exceeds this share of what it gives away
+    human_queue: str = "csm"
+    human_cost: float = 0.0
+    human_min_value: float = 0.0
+    days_fact: str = "contract.days_to_renewal"
+    checkpoints: tuple = ()
+    contact_fact: str | None = None
+    contact_gap: int = 0
+    defer_margin: float = 0.0
+    loc: Location = field(default=NO_LOC, compare=False)
+
+
+@dataclass(frozen=True)
 class Arbitration:
     max_per_kind: tuple = (("renewal", 1), ("upsell", 1))
     rank_by: str = "expected_value"
@@ -235,6 +258,7 @@ class Flow:
     version: str
     max_firings: int = 1000
     file: str = "<memory>"
+    choice: Choice | None = None
 
     @property
     def rules(self):

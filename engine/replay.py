@@ -6,6 +6,8 @@ Recorded facts carry the scores they were decided with, so replaying them needs 
 gives the same decision on the same rules (deterministic)."""
 from __future__ import annotations
 
+from .choose import Recorded
+
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -77,6 +79,12 @@ class Report:
                 "examples": self.examples}
 
 
+def _admitted(result: dict):
+    """The capacity admission the recorded decision got (None when it asked for none)."""
+    adm = ((result or {}).get("trace") or {}).get("choice", {}).get("admission")
+    return None if adm is None else bool(adm.get("admitted"))
+
+
 def replay(decider, records, examples: int = 10) -> Report:
     """records: (decision id, account id, recorded version, facts, result) tuples."""
     report = Report(decider.flow.name, decider.flow.version)
@@ -84,7 +92,7 @@ def replay(decider, records, examples: int = 10) -> Report:
         report.replayed += 1
         report.recorded_versions[version] += 1
         try:
-            again = decider.decide(facts)
+            again = decider.decide(facts, claim=False, capacity=Recorded(_admitted(result)))
         except Exception as exc:  # noqa: BLE001 - facts that no longer fit, a failing rule: counted and shown
             report.failed += 1
             if len(report.examples) < examples:

@@ -71,6 +71,11 @@ def _at(now: datetime, days: float = 0, hours: float = 0, minutes: float = 0) ->
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _renewal_offer(offers: dict) -> str | None:
+    """The renewal offer the decision made, whichever term the choose stage took."""
+    return next((k for k, o in offers.items() if o.get("kind") == "renewal"), None)
+
+
 def _date(now: datetime, days_from_now: int) -> str:
     return (now + timedelta(days=days_from_now)).date().isoformat()
 
@@ -215,8 +220,8 @@ def build_story(now: datetime) -> list[Account]:
             ("product telemetry", [ev(a, "usage-today", "product.usage", {"count": 150}, hours=1, source="product")]),
         ],
         outcomes=[
-            {"type": "offer_accepted", "offer": "renewal_standard", "detail": {"note": "paid INV-2291, then signed"}},
-            {"type": "renewed", "amount": 60000, "offer": "renewal_standard"},
+            {"type": "offer_accepted", "offer": _renewal_offer, "detail": {"note": "paid INV-2291, then signed"}},
+            {"type": "renewed", "amount": 60000, "offer": _renewal_offer},
         ])
 
     # 4. Healthy small account, renewal months away: nothing to do.
@@ -448,7 +453,8 @@ class Demo:
         except Exception as exc:  # noqa: BLE001 - one line for the user
             raise DemoError(f"cannot prepare the database {_shown(url)}: {_first_line(exc)}") from None
         try:
-            settings = replace(from_env({"POSTSALE_API_KEYS": json.dumps(KEYS)}), database_url=url,
+            chosen = {k: os.environ[k] for k in ("POSTSALE_MODELS_DIR",) if os.environ.get(k)}
+            settings = replace(from_env({"POSTSALE_API_KEYS": json.dumps(KEYS), **chosen}), database_url=url,
                                log_level="CRITICAL", evaluate_in_server=False)
         except SettingsError as exc:
             raise DemoError(str(exc)) from None
@@ -648,6 +654,7 @@ class Demo:
         self.print_scores(record)
         self.print_rules(d)
         self.print_guardrails(d)
+        rep["choice"] = self.print_choice(d)
         self.print_decision(record, unchanged=bool(summary.outcomes.get("unchanged")))
 
         # actions, approval
@@ -731,6 +738,33 @@ class Demo:
         for r in d["approval"]["reasons"]:
             if r.get("guardrail"):
                 out(f"  {r['guardrail']}: {r['reason']} (needs {r['queue']})")
+
+    def print_choice(self, d: dict) -> dict | None:
+        """The choose stage: every candidate with its expected value over no action, and the choice."""
+        out, choice = self.out, d["trace"].get("choice")
+        if not choice:
+            return None
+        models = ", ".join(choice["models"].values())
+        out(f"Choice by incremental expected value ({models}); no action is worth {money(0)} by definition")
+        if d.get("allowed") == [] and d.get("reevaluate"):
+            out(f"  nothing is allowed yet: decide again in {d['reevaluate']['in_days']} days")
+            return {"reevaluate": d["reevaluate"], "candidates": []}
+        rows = [c for c in choice["candidates"] if c["kind"] in ("renewal", "upsell") and c.get("offer")]
+        for c in sorted(rows, key=lambda c: (c["human"], -c["expected_value"])):
+            at = f" at {num(c['discount'])}% off" if c.get("discount") is not None else ""
+            who = " + CSM touch" if c["human"] else ""
+            out(f"  {c['offer'] + at + who:<40} P {pct(c['probability'])}  {money(c['expected_value']):>10}")
+        nba = d["next_best_action"]
+        what = nba["type"] + (f" {nba['offer']}" if nba.get("offer") else "")
+        params = ", ".join(f"{k} {num(v) if isinstance(v, (int, float)) else v}" for k, v in nba["params"].items())
+        out(f"  chosen: {what}{' (' + params + ')' if params else ''}{' with a CSM touch' if nba.get('human') else ''}"
+            f", worth {money(nba['expected_value'])} over no action")
+        adm = choice.get("admission")
+        if adm and not adm["mandatory"]:
+            out(f"  CSM capacity: {adm['reason']}")
+        if d.get("reevaluate"):
+            out(f"  not yet: {d['reevaluate']['reason']}")
+        return {"candidates": rows, "next_best_action": nba, "human": d.get("human"), "reevaluate": d.get("reevaluate")}
 
     def print_decision(self, record: dict, unchanged: bool = False) -> None:
         out, d = self.out, record["decision"]
@@ -922,6 +956,10 @@ class Demo:
             offers = {o["offer"]: o for o in dec["offers"]}
             for n, o in enumerate(a.outcomes, 1):
                 item = {"id": f"demo-{a.id}-outcome-{n}", "decision_id": dec["id"], **o}
+                if callable(item.get("offer")):
+                    item["offer"] = item["offer"](offers)
+                    if item["offer"] is None:
+                        continue
                 if callable(item.get("amount")):
                     try:
                         item["amount"] = round(item["amount"](offers), 2)

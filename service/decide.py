@@ -121,7 +121,7 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     if cmd.account_id is not None:
         facts, signals = _from_features(rt, flow, cmd.account_id, facts)
     try:
-        result, decided = decider.decide_full(facts)
+        result, decided = decider.decide_full(facts, claim=not cmd.dry_run)
     except FactsError as exc:
         raise InvalidRequest(_paths(exc), "the facts do not fit the flow's facts schema", raw=exc.problems) from None
     except DecisionError as exc:

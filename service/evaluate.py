@@ -188,16 +188,26 @@ class Evaluator:
                                                "values": {"account_id": due.account_id}}
         last = rt.decisions.last(due.account_id, due.flow)
 
+        seen = {}
+
         def complete(s, decision_id, at, result):
-            if self._settle(s, due, trigger) == "lost":
+            settled = self._settle(s, due, trigger)
+            if settled == "lost":
                 raise LostClaim()  # rolls the decision back: the worker that holds the row decides
+            if settled == "done":
+                s.flush()  # the delete first: the deferred row is a new one, claimed by nobody
+                self._defer(s, due, trigger, result, self.clock())
+
+        def unchanged(result):
+            seen["result"] = result
+            return last is not None and fingerprint(last) == fingerprint(result)
         try:
             done = decide(rt, DecideCommand(
                 facts=trigger.facts_for(used["values"]), flow=due.flow,
                 context={"source": "trigger", "trigger": trigger.name, "events": due.events},
                 signals={"trigger": trigger.name, "signal_at": due.first_signal_at,
                          "newest_event_at": due.newest_event_at, "features": used}),
-                complete=complete, unless=lambda result: last is not None and fingerprint(last) == fingerprint(result))
+                complete=complete, unless=unchanged)
         except InvalidRequest as exc:
             self._finish(due, "evaluation.incomplete",
                          {"trigger": trigger.name, "problems": [{"path": p.path, "message": p.message} for p in exc.raw]})
@@ -208,7 +218,7 @@ class Evaluator:
             self._count(due.flow, "failed")
             return "failed", None
         if done.skipped:
-            self._finish(due, None, None)
+            self._finish(due, None, None, defer=seen.get("result"))
             self._count(due.flow, "unchanged")
             return "unchanged", None
         metrics.FRESHNESS.labels(due.flow).observe(max(0.0, (done.at - due.newest_event_at).total_seconds()))
@@ -238,14 +248,30 @@ class Evaluator:
         row.attempts = 0
         return "kept"
 
-    def _finish(self, due: Due, kind: str | None, detail: dict | None, drop: bool = False) -> None:
+    def _defer(self, s, due: Due, trigger, result: dict, at: datetime) -> None:
+        """A decision that says "not yet" (its `reevaluate`) schedules the account's next
+        evaluation for that day, in the decision's own transaction."""
+        again = (result or {}).get("reevaluate")
+        if not again or not again.get("in_days") or trigger is None:
+            return
+        when = at + timedelta(days=int(again["in_days"]))
+        s.add(DueEvaluation(account_id=due.account_id, flow=due.flow, trigger=trigger.name, first_signal_at=when,
+                            newest_event_at=due.newest_event_at, due_at=when, deadline=when, events=0,
+                            generation=0, attempts=0, claimed_by=None, lease_until=None, created_at=at))
+
+    def _finish(self, due: Due, kind: str | None, detail: dict | None, drop: bool = False,
+                defer: dict | None = None) -> None:
         """Settle the row without a decision (audited as `kind`); LostClaim when another worker
         has it. `drop`: remove it even if events came meanwhile (given up: the next event
-        schedules afresh)."""
+        schedules afresh). `defer`: an unchanged decision that still says "not yet"."""
         trigger = self.rt.events.triggers.get(due.trigger) if self.rt.events.triggers else None
         with transaction(self.rt.factory) as s:
-            if self._settle(s, due, trigger, drop) == "lost":
+            settled = self._settle(s, due, trigger, drop)
+            if settled == "lost":
                 raise LostClaim()
+            if settled == "done" and defer is not None:
+                s.flush()
+                self._defer(s, due, trigger, defer, self.clock())
             if kind is not None and not self._repeats(s, due, kind, detail):
                 audit(s, self.worker_id, kind, f"{due.flow}:{due.account_id}", detail)
 

@@ -21,7 +21,9 @@ from adapters.store.db import make_engine, now, sessions, transaction
 from adapters.store.decisions import DecisionStore, audit
 from adapters.store.idempotency import IdempotencyStore
 from adapters.store.models import RulesetVersion
+from adapters.store.capacity import build as build_capacity
 from engine.decide import Decider
+from engine.response import ResponseModels
 from engine.errors import RulesetError
 from engine.language.flows import Sources, discover, load_flow
 
@@ -59,6 +61,8 @@ class Runtime:
         self.decisions = DecisionStore(self.factory)
         self.idempotency = IdempotencyStore(self.factory, settings.idempotency_ttl_seconds, redis)
         self.scoring = build_scoring(settings, redis)
+        self.responses = ResponseModels.from_dir(settings.models_dir / "response")
+        self.capacity = build_capacity(settings, self.factory)
         self.deciders: dict[str, Decider] = {}
         self._events = None
         self._evaluating = None
@@ -143,8 +147,11 @@ class Runtime:
                 except RulesetError as exc:
                     log.error("recorded version %s of flow %s does not load: %s", row.version, name, exc)
                     continue
-                self._swap(name, Decider(flow, scoring=self.scoring))
+                self._swap(name, self.decider_for(flow))
             self._seen_id = max(self._seen_id, top)
+
+    def decider_for(self, flow) -> Decider:
+        return Decider(flow, scoring=self.scoring, responses=self.responses, capacity=self.capacity)
 
     def _swap(self, name: str, decider: Decider) -> None:
         """A replaced engine is closed a while later: a decision on another thread may hold it."""
@@ -169,7 +176,7 @@ class Runtime:
             sources = read_sources(d)
             try:
                 flow = load_flow(Sources(f"rules/{name}", sources))
-                Decider(flow, "reference")
+                Decider(flow, "reference", responses=self.responses)
             except RulesetError as exc:
                 problems.extend(exc.diagnostics)
                 continue
@@ -192,7 +199,7 @@ class Runtime:
             for name, (flow, _) in loaded.items():
                 current = self.deciders.get(name)
                 if current is None or current.flow.version != flow.version:
-                    self._swap(name, Decider(flow, scoring=self.scoring))
+                    self._swap(name, self.decider_for(flow))
         if self.redis is not None:
             try:
                 self.redis.publish(CHANNEL, "reload")

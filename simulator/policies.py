@@ -7,9 +7,10 @@ account's facts, no scores, nothing of the truth) and answers with an Action; `s
     thumb    the rule of thumb: within 90 days, 10 points (or the cap, if lower) off a standard renewal for
              accounts whose churn risk looks high (NPS 6 or less, seats under 60% used, 3 or more
              open tickets, or usage shrinking), none with an invoice over 30 days overdue
-    shipped  the product in this process: the decide use case the API uses, dry run, with the
-             rules/ and models/ it ships (service.bootstrap on a private SQLite database)
-    http     the product over its API: POST /v1/decisions with dry_run true
+    shipped  the product in this process: the decide use case the API uses, recorded (so the
+             human capacity is taken as it would be), with the rules/ and models/ it ships
+             (service.bootstrap on a private SQLite database, the book's capacity)
+    http     the product over its API: POST /v1/decisions, recorded, on a running service
     oracle   simulator.oracle (knows the truth; not here, so this module never imports it)
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import urllib.parse
+import uuid
 
 from .actions import NONE, Action, Renewal, cap, from_decision
 
@@ -82,12 +84,13 @@ class DecisionPolicy(Policy):
 
 
 class Shipped(DecisionPolicy):
-    """The decide use case in-process, as POST /v1/decisions with dry_run true runs it. The
-    runtime starts on a private, freshly migrated SQLite database (a dry run writes nothing)
-    with the rules and models of the settings (POSTSALE_RULES_DIR, POSTSALE_MODELS...)."""
+    """The decide use case in-process, as POST /v1/decisions runs it: decisions are recorded, so
+    CSM slots are taken as in production (a dry run takes none). The runtime starts on a
+    private, freshly migrated SQLite database, with the book's human capacity, no inline
+    dispatch, and the rules and models of the settings (POSTSALE_RULES_DIR, POSTSALE_MODELS...)."""
     name = "shipped"
 
-    def __init__(self, environ=None):
+    def __init__(self, environ=None, capacity: int | None = None):
         from adapters.store.db import migrate
         from config.settings import from_env
         from service.bootstrap import bootstrap
@@ -96,13 +99,17 @@ class Shipped(DecisionPolicy):
         env = dict(os.environ if environ is None else environ)
         env["DATABASE_URL"] = url
         env.pop("REDIS_URL", None)
+        env["POSTSALE_INLINE_DISPATCH_MS"] = "0"
+        env["POSTSALE_EVALUATE_IN_SERVER"] = "0"
+        if capacity is not None:
+            env["POSTSALE_HUMAN_CAPACITY"] = str(capacity)
         migrate(url)
         self.rt = bootstrap(from_env(env), redis=None)
 
     def decision(self, facts: dict) -> dict:
         from service.decide import DecideCommand, decide
         sent = copy.deepcopy(facts)
-        return decide(self.rt, DecideCommand(facts=sent, dry_run=True, context={"source": "simulate"})).body
+        return decide(self.rt, DecideCommand(facts=sent, context={"source": "simulate"})).body
 
     def close(self) -> None:
         self.rt.close()
@@ -114,7 +121,9 @@ class HttpError(Exception):
 
 
 class Http(DecisionPolicy):
-    """POST /v1/decisions {facts, dry_run: true} on a running service, one connection per thread."""
+    """POST /v1/decisions {facts} on a running service, one connection per thread, each with its
+    own Idempotency-Key. Decisions are recorded there (and take its CSM slots: run it on a
+    sandbox service whose capacity, POSTSALE_HUMAN_CAPACITY, is the book's)."""
     name = "http"
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0):
@@ -137,11 +146,12 @@ class Http(DecisionPolicy):
         return conn
 
     def decision(self, facts: dict) -> dict:
-        body = json.dumps({"facts": facts, "dry_run": True, "context": {"source": "simulate"}})
+        body = json.dumps({"facts": facts, "context": {"source": "simulate"}})
+        headers = {**self.headers, "Idempotency-Key": f"simulate-{uuid.uuid4().hex}"}
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.request("POST", self.path, body=body, headers=self.headers)
+                conn.request("POST", self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 raw = resp.read()
             except (OSError, http.client.HTTPException) as exc:

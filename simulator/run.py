@@ -106,12 +106,12 @@ def score(name: str, accounts: list[Account], actions: list[Action], capacity: i
                  capacity=capacity, mix=dict(sorted(mix.items())))
 
 
-def make_policy(name: str, http_url: str | None = None, api_key: str | None = None):
+def make_policy(name: str, http_url: str | None = None, api_key: str | None = None, capacity: int | None = None):
     from . import policies
     if name in policies.SIMPLE:
         return policies.SIMPLE[name]()
     if name == "shipped":
-        return policies.Shipped()
+        return policies.Shipped(capacity=capacity)
     if name == "http":
         if not http_url:
             raise ValueError("the http policy needs --http URL")
@@ -148,7 +148,7 @@ def simulate(accounts: int = 5000, seed: int = 1, shift: int = 0, policies=("non
         if name == "oracle":
             acts = oracle_actions(population, capacity, human_cost)
         else:
-            policy = make_policy(name, http_url, api_key)
+            policy = make_policy(name, http_url, api_key, capacity)
             try:
                 acts, deferred = actions_of(policy, population, threads if name == "http" else 1)
             finally:

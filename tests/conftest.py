@@ -45,3 +45,24 @@ def renewal_flow():
 @pytest.fixture(scope="session")
 def example_facts() -> dict:
     return json.loads((ROOT / "examples" / "renewal-facts.json").read_text())
+
+
+@pytest.fixture()
+def settings_overrides() -> dict:
+    """Further settings for the app under test (tests/api/conftest.py); suites override this."""
+    return {}
+
+
+@pytest.fixture()
+def models_dir(root):
+    """The models the app under test serves (settings `models_dir`): the shipped ones. A suite
+    that needs a given plan to go out overrides this with `ceiling_models_dir`."""
+    return root / "models"
+
+
+@pytest.fixture()
+def ceiling_models_dir(tmp_path):
+    """A models directory whose response models send the renewal offer at its discount ceiling,
+    on the longest term allowed, with the upsell (tests/choice_models.py)."""
+    from tests.choice_models import CEILING, models_dir
+    return models_dir(tmp_path / "models", **CEILING)

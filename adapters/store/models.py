@@ -236,5 +236,17 @@ class DecisionKpis(Base):
     blocked: Mapped[int] = mapped_column(Integer)
 
 
-__all__ = ["Instance", "DecisionKpis", "Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
+class CapacitySlot(Base):
+    """Human touches taken per queue and capacity period (migration 0011): `used` counts the
+    optional touches the choose stage admitted, `mandatory` the policy reviews, which always go."""
+
+    __tablename__ = "capacity_slots"
+
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    used: Mapped[int] = mapped_column(Integer)
+    mandatory: Mapped[int] = mapped_column(Integer)
+
+
+__all__ = ["CapacitySlot", "Instance", "DecisionKpis", "Event", "FeatureState", "DueEvaluation", "Outcome", "Base", "Decision", "DecisionEvent", "Outbox", "IdempotencyKey", "RulesetVersion", "AuditEntry",
            "Text", "UniqueConstraint"]

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 
 from ..errors import DecisionError, FactsError
 
-KEYED = {"offers": "offer", "escalations": "queue", "actions": "type", "adjustments": "guardrail"}
+KEYED = {"offers": "offer", "allowed": "offer", "escalations": "queue", "actions": "type", "adjustments": "guardrail"}
+# what a flow's choose stage decides; a case pins these only where the choice is clear-cut, and
+# pins `allowed` (what the policies permit, with each offer's discount ceiling) everywhere else
+CHOSEN = ("next_best_action", "human", "reevaluate")
 
 
 @dataclass
@@ -76,7 +79,20 @@ def check(expect: dict, decision: dict, wm_facts: dict) -> list[str]:
     failures: list[str] = []
     for name in KEYED:
         if name in expect:
-            _match_list(name, expect[name], decision[name], failures)
+            got = decision.get(name)
+            if got is None and name == "allowed":
+                got = decision["offers"]
+            _match_list(name, expect[name], got or [], failures)
+    for name in CHOSEN:
+        if name not in expect:
+            continue
+        want, got = expect[name], decision.get(name)
+        if want is None or got is None:
+            if want is not got and not (want is None and got is None):
+                failures.append(f"{name}: expected {_show(want) if want is not None else 'null'}, got "
+                                f"{_show(got) if got is not None else 'null'}")
+        else:
+            _match_item(want, got, name, failures)
     if "blocked" in expect:
         got = sorted({b["offer"] for b in decision["blocked"]})
         want = sorted(set(expect["blocked"]))

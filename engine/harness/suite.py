@@ -17,18 +17,19 @@ OK, LOAD_ERROR, FAILED = 0, 1, 2
 
 
 def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False, select=None,
-              engine="durable", out=sys.stdout, as_json=False) -> int:
+              engine="durable", out=sys.stdout, as_json=False, responses=None) -> int:
     """Run the YAML cases of every flow under `paths`; the text report (or with `as_json`, one
-    JSON document: json_report) on `out`. Exit codes as `postsale test` documents them."""
+    JSON document: json_report) on `out`; `responses`: the response models a flow's choose stage may
+    name (ResponseModels). Exit codes as `postsale test` documents them."""
     if not as_json:
-        return _run(paths, coverage, fail_under, junit, verbose, select, engine, out, None)
+        return _run(paths, coverage, fail_under, junit, verbose, select, engine, out, None, responses)
     doc: dict = {"errors": [], "cases": [], "coverage": {}, "below": []}
-    status = _run(paths, coverage, fail_under, junit, verbose, select, engine, io.StringIO(), doc)
+    status = _run(paths, coverage, fail_under, junit, verbose, select, engine, io.StringIO(), doc, responses)
     out.write(json.dumps(json_report(doc, status), indent=2) + "\n")
     return status
 
 
-def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc) -> int:
+def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc, responses=None) -> int:
     dirs = discover(paths or ["rules"])
     if not dirs:
         out.write(f"no flow.yaml under {', '.join(map(str, paths or ['rules']))}\n")
@@ -58,7 +59,15 @@ def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc) 
             continue
         if select:
             cases = [c for c in cases if select in c.name]
-        decider = Decider(flow, engine)
+        try:
+            decider = Decider(flow, engine, responses=responses)
+        except RulesetError as exc:
+            for diag in exc.diagnostics:
+                out.write(f"{diag}\n")
+            if doc is not None:
+                doc["errors"] += [diag.as_json() for diag in exc.diagnostics]
+            status = LOAD_ERROR
+            continue
         try:
             flow_results = [run_case(decider, c) for c in cases]
         finally:

@@ -15,7 +15,7 @@ from jsonschema.exceptions import SchemaError
 
 from ..errors import Collector, Location, RulesetError
 from ..facts import PathType, schema_paths
-from ..ir import Arbitration, Flow, Guardrail, Ruleset, Expr, FactRef
+from ..ir import Arbitration, Choice, Flow, Guardrail, Ruleset, Expr, FactRef
 from ..loader import Document, parse_yaml
 from . import schemas
 from .checks import check_flow
@@ -295,7 +295,19 @@ def load_flow(sources: Sources) -> Flow:
     per_kind = {"renewal": 1, "upsell": 1, **(arb.get("max_per_kind") or {})}
     arbitration = Arbitration(tuple(sorted(per_kind.items())), arb.get("rank_by", "expected_value"))
 
+    choose = fdata.get("choose") or {}
+    known = {**input_types, **derived}
+    timing = choose.get("timing") or {}
+    value = choose.get("value") or {}
+    for where, fact in ((("choose", "value", "arr"), value.get("arr")), (("choose", "value", "churn"), value.get("churn")),
+                        (("choose", "timing", "days"), timing.get("days")),
+                        (("choose", "timing", "contact", "fact"), (timing.get("contact") or {}).get("fact"))):
+        if fact is not None and fact not in known:
+            close = difflib.get_close_matches(fact, list(known), n=1)
+            errors.error(fdoc.at(where), "unknown-fact", f"'{fact}' is neither a fact of the schema nor set by a rule"
+                         + (f" (did you mean '{close[0]}'?)" if close else ""))
     flow = Flow(
+        choice=_choice(fdata.get("choose"), fdoc),
         name=fdata["flow"], description=fdata["description"], rulesets=tuple(rulesets),
         guardrails=tuple(g for g in guardrails if g is not None), arbitration=arbitration,
         facts_schema=flow_schema, version=sources.digest(used_files),
@@ -306,6 +318,23 @@ def load_flow(sources: Sources) -> Flow:
                    docs, fdoc, errors)
     errors.raise_if_any()
     return flow
+
+
+def _choice(node: dict | None, fdoc) -> Choice | None:
+    if not node:
+        return None
+    human, timing, value = node.get("human") or {}, node.get("timing") or {}, node.get("value") or {}
+    contact = timing.get("contact") or {}
+    return Choice(renewal_model=node["models"]["renewal"], upsell_model=node["models"].get("upsell"),
+                  arr_fact=value.get("arr", "account.arr"), horizon_months=int(value.get("horizon_months", 0)),
+                  churn_fact=value.get("churn"), discount_step=float(node.get("discount_step", 1)),
+                  discount_payback=float(node.get("discount_payback", 0)),
+                  human_queue=human.get("queue", "csm"), human_cost=float(human.get("cost", 0)),
+                  human_min_value=float(human.get("min_value", 0)),
+                  days_fact=timing.get("days", "contract.days_to_renewal"),
+                  checkpoints=tuple(sorted(timing.get("checkpoints") or (), reverse=True)),
+                  contact_fact=contact.get("fact"), contact_gap=int(contact.get("gap", 0)),
+                  defer_margin=float(timing.get("margin", 0)), loc=fdoc.at(("choose",)))
 
 
 def _guardrail(lw: Lowerer, g: dict, path) -> Guardrail | None:

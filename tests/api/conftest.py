@@ -29,10 +29,11 @@ def api_keys() -> dict:
 
 
 @pytest.fixture()
-def settings(db_url, rules_dir, api_keys):
+def settings(db_url, rules_dir, api_keys, models_dir, settings_overrides):
     migrate(db_url)
     base = from_env({"POSTSALE_API_KEYS": json.dumps(api_keys)})
-    return replace(base, database_url=db_url, rules_dir=rules_dir, max_body_bytes=64 * 1024)
+    return replace(base, database_url=db_url, rules_dir=rules_dir, models_dir=models_dir, max_body_bytes=64 * 1024,
+                   **settings_overrides)
 
 
 @pytest.fixture()

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import text
 
 from .conftest import auth
+
+
+@pytest.fixture()
+def models_dir(ceiling_models_dir):
+    """The renewal goes out at its ceiling with the upsell, whatever the shipped models would choose."""
+    return ceiling_models_dir
 
 
 def facts(example_facts, **account):
@@ -230,7 +237,9 @@ def test_models_score_when_the_caller_sends_no_scores(client, example_facts):
     f.pop("scores")
     r = client.post("/v1/decisions", json={"facts": f}, headers=auth())
     assert r.status_code == 201
-    assert r.json["models"] == {"churn_risk": "churn-gbm@1.0.0", "upsell_propensity": "upsell-gbm@1.0.0"}
+    assert r.json["models"] == {"churn_risk": "churn-gbm@1.0.0", "upsell_propensity": "upsell-gbm@1.0.0",
+                                "renewal_response": "renewal-response@1.0.0",
+                                "upsell_response": "upsell-response@1.0.0"}
     rec = client.get(f"/v1/decisions/{r.json['id']}", headers=auth()).json
     scores = rec["facts"]["scores"]
     assert 0 <= scores["churn_risk"] <= 1 and 0 <= scores["churn_risk_confidence"] <= 1

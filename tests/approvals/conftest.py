@@ -46,6 +46,20 @@ def api_keys() -> dict:
 
 
 @pytest.fixture()
+def models_dir(ceiling_models_dir):
+    """The renewal goes out at its ceiling with the upsell, whatever the shipped models would
+    choose: a deal-desk discount to edit, a quote beside the CSM's actions."""
+    return ceiling_models_dir
+
+
+@pytest.fixture()
+def settings_overrides(db_url) -> dict:
+    """On SQLite an approval runs what it releases inline: a budget no loaded machine spends on
+    three fake tools, so that "released" means done there (PostgreSQL's default budget is 0)."""
+    return {"inline_dispatch_ms": 60_000} if db_url.startswith("sqlite") else {}
+
+
+@pytest.fixture()
 def factory(app):
     return app.extensions["postsale"].factory
 

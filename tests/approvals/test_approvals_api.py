@@ -54,16 +54,16 @@ def test_high_risk_large_account_is_held_for_the_csm(client, factory):
     assert item["state"] == "pending" and item["queues"] == ["csm"]
     assert item["requested_by"] == key_id("k-decide") and item["account_id"] == "acme-001"
     assert "Churn risk 0.82" in item["reasons"][0]["reason"]
-    assert [a["type"] for a in item["proposed"]["actions"]] == ["alert_csm", "schedule_outreach"]
-    assert [r.state for r in outbox(factory, d["id"])] == ["awaiting_approval", "awaiting_approval"]
+    assert [a["type"] for a in item["proposed"]["actions"]] == ["alert_csm", "create_quote", "schedule_outreach"]
+    assert [r.state for r in outbox(factory, d["id"])] == ["awaiting_approval"] * 3
 
     one = client.get(f"/v1/approvals/{item['id']}", headers=auth())
     assert one.status_code == 200
     body = one.json
     assert body["decision"]["explanation"]["fired"][0] == "csm-review-high-risk"
     assert body["decision"]["explanation"]["escalations"][0]["queue"] == "csm"
-    assert [o["state"] for o in body["outbox"]] == ["awaiting_approval"] * 2
-    assert body["events"] == [] and body["discount_limits"] == {"addon_seats": 0}
+    assert [o["state"] for o in body["outbox"]] == ["awaiting_approval"] * 3
+    assert body["events"] == [] and body["discount_limits"] == {"addon_seats": 0, "renewal_24m": 25}
 
 
 def test_listing_by_status_and_queue_newest_first(client):
@@ -100,8 +100,8 @@ def test_approve_releases_the_actions_exactly_once(client, factory, settings):
     assert r.json["state"] == "approved" and r.json["decided_by"] == key_id("k-approve")
     assert r.json["comment"] == "spoke to the CSM, go ahead" and r.json["decided_at"]
     rows = outbox(factory, d["id"])
-    assert [x.state for x in rows] == [released(settings)] * 2
-    assert [o["state"] for o in r.json["outbox"]] == [released(settings)] * 2
+    assert [x.state for x in rows] == [released(settings)] * 3
+    assert [o["state"] for o in r.json["outbox"]] == [released(settings)] * 3
     assert all(x.updated_at is not None and (x.state != "ready" or x.next_attempt_at is not None) for x in rows)
 
     again = approve(client, item["id"], key="k-approve-2")
@@ -112,14 +112,14 @@ def test_approve_releases_the_actions_exactly_once(client, factory, settings):
     (ev,) = events(factory, d["id"])
     assert ev.type == "approval.approved" and ev.actor == key_id("k-approve")
     assert ev.payload["comment"] == "spoke to the CSM, go ahead"
-    assert [a["state"] for a in ev.payload["actions"]] == ["ready", "ready"]
+    assert [a["state"] for a in ev.payload["actions"]] == ["ready"] * 3
     (entry,) = audits(factory, item["id"])
     assert entry.kind == "approval.approved" and entry.detail["decision_id"] == d["id"]
     # the decision's own record shows the verdict
     record = client.get(f"/v1/decisions/{d['id']}", headers=auth("k-read")).json
     kinds = [e["type"] for e in record["events"]]
     assert kinds[:2] == ["decided", "approval.approved"]
-    assert kinds[2:] == (["action.started", "action.done"] * 2 if released(settings) == "done" else [])
+    assert kinds[2:] == (["action.started", "action.done"] * 3 if released(settings) == "done" else [])
 
 
 def test_two_approvers_at_once_one_wins(app, factory, settings):
@@ -139,7 +139,7 @@ def test_two_approvers_at_once_one_wins(app, factory, settings):
         t.join(timeout=30)
     assert sorted(statuses) == [200, 409]
     assert len(events(factory, d["id"])) == 1
-    assert [x.state for x in outbox(factory, d["id"])] == [released(settings)] * 2
+    assert [x.state for x in outbox(factory, d["id"])] == [released(settings)] * 3
 
 
 def test_store_approves_once_under_many_threads(app, factory):
@@ -189,13 +189,13 @@ def test_reject_needs_a_comment_and_cancels(client, factory):
 
     r = reject(client, item["id"], {"comment": "customer is churning anyway"})
     assert r.status_code == 200 and r.json["state"] == "rejected" and r.json["comment"] == "customer is churning anyway"
-    assert [x.state for x in outbox(factory, d["id"])] == ["cancelled", "cancelled"]
+    assert [x.state for x in outbox(factory, d["id"])] == ["cancelled"] * 3
     (ev,) = events(factory, d["id"])
     assert ev.type == "approval.rejected" and ev.payload["comment"] == "customer is churning anyway"
     assert [e.kind for e in audits(factory, item["id"])] == ["approval.rejected"]
     r = approve(client, item["id"])
     assert r.status_code == 409 and r.json["state"] == "rejected"
-    assert [x.state for x in outbox(factory, d["id"])] == ["cancelled", "cancelled"]
+    assert [x.state for x in outbox(factory, d["id"])] == ["cancelled"] * 3
 
 
 # ---- expiry ----
@@ -214,7 +214,8 @@ def test_expiry_cancels_escalates_and_blocks_approval(client, factory):
     assert store.expire_due() == []  # once
     rows = outbox(factory, d["id"])
     assert [(x.step, x.action_type, x.state) for x in rows] == [
-        (0, "notify", "ready"), (1, "alert_csm", "cancelled"), (2, "schedule_outreach", "cancelled")]
+        (0, "notify", "ready"), (1, "alert_csm", "cancelled"), (2, "create_quote", "cancelled"),
+        (3, "schedule_outreach", "cancelled")]
     note = rows[0]
     assert note.params["queue"] == "csm_lead" and note.params["approval"] == item["id"]
     assert len(note.idempotency_key) == 40 and note.idempotency_key not in {x.idempotency_key for x in rows[1:]}
@@ -224,7 +225,7 @@ def test_expiry_cancels_escalates_and_blocks_approval(client, factory):
         assert s.scalars(claims.due_query(now(), decision_id=d["id"], limit=10)).all() == [note.id]
     expired, escalated = events(factory, d["id"])
     assert expired.type == "approval.expired" and expired.actor == "expiry"
-    assert [a["state"] for a in expired.payload["actions"]] == ["cancelled", "cancelled"]
+    assert [a["state"] for a in expired.payload["actions"]] == ["cancelled"] * 3
     assert escalated.type == "approval.escalated" and escalated.payload["queue"] == "csm_lead"
     assert escalated.payload["from_queues"] == ["csm"] and escalated.payload["notify"]["type"] == "notify"
     assert [e.kind for e in audits(factory, item["id"])] == ["approval.expired", "approval.escalated"]

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.choice_models import CEILING
 from tests.e2e.conftest import Server
 
 from .conftest import deal_desk, high_risk
@@ -35,7 +36,7 @@ def server(request, tmp_path_factory):
     else:
         from tests.servers import postgres_schema_url
         url, drop = postgres_schema_url()
-    srv = ApprovalServer(work, url)
+    srv = ApprovalServer(work, url, choice=CEILING)
     try:
         srv.start()
         yield srv

@@ -26,7 +26,7 @@ version: 1
 defaults:
   adapter: sandbox
   timeout_seconds: {timeout}
-  retry: {{max_attempts: {attempts}, base_backoff_seconds: {base}, max_backoff_seconds: 1}}
+  retry: {{max_attempts: {attempts}, base_backoff_seconds: {base}, max_backoff_seconds: {max_backoff}}}
   rate_limit: {{per_second: {rate}, burst: {burst}}}
 tools:
   crm:
@@ -69,9 +69,9 @@ NO_LIMITS = parse_contact_policy("version: 1\n", "no-limits.yaml")
 
 def catalog_text(url: str = "http://127.0.0.1:9", crm: str = "sandbox", marketing: str = "sandbox", *,
                  attempts: int = 4, base: float = 0.05, rate: float = 1000, burst: int = 1000,
-                 timeout: float = 2) -> str:
+                 timeout: float = 2, max_backoff: float = 1) -> str:
     return CATALOG.format(url=url, crm=crm, marketing=marketing, attempts=attempts, base=base, rate=rate,
-                          burst=burst, timeout=timeout)
+                          burst=burst, timeout=timeout, max_backoff=max_backoff)
 
 
 def catalog(*args, **kw):

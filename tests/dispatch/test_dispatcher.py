@@ -48,7 +48,7 @@ def test_steps_run_in_order_and_the_quote_carries_the_offer(factory):
 
 
 def test_an_outreach_never_runs_before_its_quote(factory):
-    d = make_dispatcher(factory)
+    d = make_dispatcher(factory, catalog(base=60, max_backoff=120))  # no loaded machine outlasts it; make_due ends it
     decision = record(factory, [QUOTE, OUTREACH])
     add_fault(factory, "crm", "unavailable", action="create_quote", times=1)
     assert d.run_once().outcomes == {"retry": 1}
@@ -155,7 +155,7 @@ def test_a_rejection_is_dead_at_once(factory):
 
 
 def test_a_timeout_is_retried_with_the_same_key_and_acts_once(factory):
-    d = make_dispatcher(factory)
+    d = make_dispatcher(factory, catalog(base=60, max_backoff=120))  # no loaded machine outlasts it; make_due ends it
     decision = record(factory, [QUOTE])
     add_fault(factory, "crm", "timeout", times=1)  # the quote is made, the answer lost
     assert d.run_once().outcomes == {"retry": 1}

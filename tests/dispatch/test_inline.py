@@ -94,7 +94,9 @@ def test_the_runtime_builds_its_dispatcher_from_the_shipped_catalog(sqlite_facto
 
 
 @pytest.fixture()
-def app_for(root):
+def app_for(root, ceiling_models_dir):
+    """Apps serving hand-made response models: the renewal and its quote go out, whatever the
+    shipped models would choose."""
     made = []
 
     def make(url, **env):
@@ -102,7 +104,7 @@ def app_for(root):
         from api import create_app
         migrate(url)
         settings = replace(from_env({"POSTSALE_API_KEYS": json.dumps(KEYS), **env}), database_url=url,
-                           rules_dir=root / "rules")
+                           rules_dir=root / "rules", models_dir=ceiling_models_dir)
         app = create_app(settings)
         made.append(app)
         return app.test_client()

@@ -55,10 +55,15 @@ class Response:
 class Server:
     """One `python -m cli serve` subprocess; stdout and stderr go to files (a full pipe would block it)."""
 
-    def __init__(self, workdir: Path, database_url: str, workers: int = 2):
+    def __init__(self, workdir: Path, database_url: str, workers: int = 2, choice: dict | None = None):
+        """`choice`: hand-made response models to serve (tests/choice_models.py), else the shipped ones."""
         self.workdir = workdir
         self.rules_dir = workdir / "rules"
         shutil.copytree(ROOT / "rules", self.rules_dir)
+        self.models_dir = None
+        if choice is not None:
+            from tests.choice_models import models_dir
+            self.models_dir = models_dir(workdir / "models", **choice)
         self.port = free_port()
         self.database_url = database_url
         self.workers = workers
@@ -79,6 +84,8 @@ class Server:
             "WEB_CONCURRENCY": str(self.workers),
             "PYTHONUNBUFFERED": "1",
         })
+        if self.models_dir is not None:
+            env["POSTSALE_MODELS_DIR"] = str(self.models_dir)
         return env
 
     def start(self) -> None:
@@ -212,8 +219,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The renewal goes out at its ceiling with the upsell, whatever the shipped models choose."""
+    from tests.choice_models import CEILING
     work = tmp_path_factory.mktemp("e2e-sqlite")
-    srv = Server(work, f"sqlite:///{work / 'postsale.db'}")
+    srv = Server(work, f"sqlite:///{work / 'postsale.db'}", choice=CEILING)
     srv.start()
     yield srv
     srv.stop()

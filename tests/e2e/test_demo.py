@@ -29,6 +29,17 @@ def demo_json(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def choice(tmp_path_factory):
+    """The demo serves hand-made response models (tests/choice_models.py): each renewal offer goes
+    out at its ceiling with the upsell, so the story's quotes are there whatever the shipped models
+    would choose."""
+    from tests.choice_models import CEILING, models_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSTSALE_MODELS_DIR", str(models_dir(tmp_path_factory.mktemp("demo-models") / "models", **CEILING)))
+        yield
+
+
 @pytest.fixture(scope="module")
 def db(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
@@ -58,6 +69,8 @@ def records(account: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- the story
+
+
 
 def test_events_settle_into_one_evaluation_per_account(first):
     for name, account in first["accounts"].items():
@@ -132,12 +145,13 @@ def test_audit_trail_and_kpis(first):
     kinds = first["audit_kinds"]
     for kind in ("ruleset.activated", "approval.approved", "tool.call", "outcome.recorded"):
         assert kinds.get(kind, 0) >= 1, kind
-    assert kinds["tool.call"] == 7
+    # northwind: quote, outreach; globex (approved): alert, quote, outreach; initech: case, quote, outreach
+    assert kinds["tool.call"] == 8
     assert first["kpis_status"] == 200
     kpis = first["kpis"]["groups"][0]["kpis"]
     assert kpis["renewal_rate"]["renewed"] == 3
     assert kpis["expansion_revenue"]["value"] > 0
-    assert kpis["actions"]["human_approved"] == 2
+    assert kpis["actions"]["human_approved"] == 3  # globex's held alert, quote and outreach
     assert kpis["action_success_rate"]["value"] == 1.0
 
 
@@ -164,7 +178,7 @@ def test_the_same_story_through_the_http_adapters(http):
         for a in account["actions"]:
             keys[a["idempotency_key"]] = (name, a["type"])
     received = http["http_requests"]
-    assert len(received) == len(keys) == 7
+    assert len(received) == len(keys) == 8
     assert all(r["authorised"] and r["status"] == 201 for r in received)
     assert {r["idempotency_key"] for r in received} == set(keys)
     by_key = {r["idempotency_key"]: r for r in received}
@@ -172,6 +186,7 @@ def test_the_same_story_through_the_http_adapters(http):
     assert paths[("northwind", "create_quote")] == ("crm", "POST", "/quotes")
     assert paths[("northwind", "schedule_outreach")] == ("marketing", "POST", "/outreach-tasks")
     assert paths[("globex", "alert_csm")] == ("notifications", "POST", "/alerts")
+    assert paths[("globex", "create_quote")] == ("crm", "POST", "/quotes")
     assert paths[("initech", "open_case")] == ("cases", "POST", "/cases")
     assert http["accounts"]["globex"]["approval"]["states"] == ["pending", "approved"]
 

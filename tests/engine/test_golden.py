@@ -1,6 +1,8 @@
 """Golden tests: whole decisions and the compiled durable_rules program, checked in.
 
-A change to the rules or the engine that changes any of them shows up as a readable diff.
+A change to the rules or the engine that changes any of them shows up as a readable diff. The
+decisions are made with hand-made response models (tests/choice_models.py: the renewal at its
+ceiling, with the upsell), so that retraining the shipped models changes none of them.
 Regenerate on purpose with `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/engine/test_golden.py`.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 
 from engine.compile.durable import compile_flow
 from engine.decide import Decider
+from tests.choice_models import CEILING, response_models
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = sorted(p.name[: -len(".facts.json")] for p in GOLDEN.glob("*.facts.json"))
@@ -29,7 +32,7 @@ def _check(path: Path, actual) -> None:
 
 @pytest.fixture(scope="module")
 def decider(renewal_flow):
-    d = Decider(renewal_flow)
+    d = Decider(renewal_flow, responses=response_models(**CEILING))
     yield d
     d.close()
 

@@ -1,7 +1,16 @@
 """The decision response carries cited snippets (the runtime loads config/knowledge at start)."""
 from __future__ import annotations
 
+import pytest
+
 from tests.api.conftest import api_keys, app, auth, client, rules_dir, settings  # noqa: F401 - fixtures
+
+
+@pytest.fixture()
+def models_dir(ceiling_models_dir):
+    """The 36-month renewal goes out (at its ceiling), whatever the shipped models would choose:
+    its multi-year note is the one to cite."""
+    return ceiling_models_dir
 
 
 def test_decision_carries_citations(client, example_facts):

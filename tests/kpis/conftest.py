@@ -20,6 +20,13 @@ def api_keys() -> dict:
 
 
 @pytest.fixture()
+def models_dir(ceiling_models_dir):
+    """The renewal goes out at its ceiling with the upsell, whatever the shipped models would
+    choose: outcomes and KPIs of offers made need those offers made."""
+    return ceiling_models_dir
+
+
+@pytest.fixture()
 def factory(app):
     return app.extensions["postsale"].factory
 

@@ -52,9 +52,12 @@ def test_caller_scores_are_kept(service):
 def test_decider_accepts_the_scored_facts(service, renewal_flow):
     """The merged facts validate against the flow's facts schema and decide."""
     from engine.decide import Decider
-    d = Decider(renewal_flow, engine="reference")
+    from tests.choice_models import response_models
+    d = Decider(renewal_flow, engine="reference", responses=response_models())
     decision = d.decide(service.apply(BARE))
-    assert decision["models"] == {"churn_risk": "churn-gbm@1.0.0", "upsell_propensity": "upsell-logistic@1.0.0"}
+    assert decision["models"] == {"churn_risk": "churn-gbm@1.0.0", "upsell_propensity": "upsell-logistic@1.0.0",
+                                  "renewal_response": "renewal-response@1.0.0",
+                                  "upsell_response": "upsell-response@1.0.0"}
 
 
 def test_selection_errors(tmp_path):

@@ -144,7 +144,7 @@ def test_an_evaluation_that_keeps_failing_is_given_up_and_audited(client, app, m
     rt = app.extensions["postsale"]
 
     class Broken:
-        def decide_full(self, facts):
+        def decide_full(self, facts, **kw):
             raise RuntimeError("scorer exploded")
     monkeypatch.setattr(rt, "decider", lambda name: Broken())
     outcomes = []
@@ -183,3 +183,17 @@ def test_a_clock_ahead_decides_early_but_leases_run_on_real_time(client, app):
     [row] = rows(app, DueEvaluation)
     lease = row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=timezone.utc)
     assert abs((lease - datetime.now(timezone.utc)).total_seconds() - 60) < 5
+
+
+def test_a_not_yet_decision_leaves_its_next_evaluation_unclaimed(client, app):
+    """Renewal 300 days away: nothing is allowed yet, the decision says when to look again, and
+    that evaluation is due then, held by no worker, so that a new signal is evaluated at once."""
+    client.post("/v1/events", json=renewal_story("acme-044", renewal_in_days=300), headers=auth())
+    assert evaluator(app, 31).run_due().outcomes["decided"] == 1
+    [d] = rows(app, Decision)
+    [row] = rows(app, DueEvaluation)
+    assert d.result["reevaluate"]["in_days"] > 0 and row.events == 0
+    assert (row.claimed_by, row.lease_until) == (None, None)
+    client.post("/v1/events", json={"id": "acme-044-again", "type": "product.logins", "account_id": "acme-044",
+                                    "occurred_at": at(0), "data": {"count": 1}}, headers=auth())
+    assert evaluator(app, 31, name="w2").run_due().processed == 1

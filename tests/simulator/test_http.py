@@ -1,5 +1,7 @@
-"""The `http` policy drives a real `postsale serve` through POST /v1/decisions (dry runs) and
-scores the same as the same flow and models in-process; a service that refuses is one line."""
+"""The `http` policy drives a real `postsale serve` through POST /v1/decisions (recorded) and
+scores the same as the same flow and models in-process - one worker, one client thread and the
+book's CSM capacity, so the capacity threshold sees the same decisions in the same order; a
+service that refuses is one line."""
 from __future__ import annotations
 
 import pytest
@@ -10,17 +12,22 @@ from simulator.run import simulate
 from tests.e2e.conftest import Server
 
 
+class BookServer(Server):
+    def env(self) -> dict:
+        return {**super().env(), "POSTSALE_HUMAN_CAPACITY": "6"}  # 5% of the 120 accounts below
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("sim-http")
-    srv = Server(work, f"sqlite:///{work / 'postsale.db'}")
+    srv = BookServer(work, f"sqlite:///{work / 'postsale.db'}", workers=1)
     srv.start()
     yield srv
     srv.stop()
 
 
 def test_over_http_the_shipped_flow_scores_as_in_process(server):
-    report = simulate(120, 5, 0, ("shipped", "http"), f"http://127.0.0.1:{server.port}", "e2e-decide")
+    report = simulate(120, 5, 0, ("shipped", "http"), f"http://127.0.0.1:{server.port}", "e2e-decide", threads=1)
     by = {s.policy: s.to_json() for s in report.scores}
     for s in by.values():
         s.pop("seconds")
