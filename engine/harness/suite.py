@@ -29,6 +29,14 @@ def run_suite(paths, coverage=False, fail_under=None, junit=None, verbose=False,
     return status
 
 
+def _load_errors(diagnostics, out, doc) -> None:
+    """A flow that does not load: its diagnostics on `out`, and in the JSON document if any."""
+    for diag in diagnostics:
+        out.write(f"{diag}\n")
+    if doc is not None:
+        doc["errors"] += [diag.as_json() for diag in diagnostics]
+
+
 def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc, responses=None) -> int:
     dirs = discover(paths or ["rules"])
     if not dirs:
@@ -42,19 +50,13 @@ def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc, 
         try:
             flow = load_flow_dir(d)
         except RulesetError as exc:
-            for diag in exc.diagnostics:
-                out.write(f"{diag}\n")
-            if doc is not None:
-                doc["errors"] += [diag.as_json() for diag in exc.diagnostics]
+            _load_errors(exc.diagnostics, out, doc)
             status = LOAD_ERROR
             continue
         errors = Collector()
         cases = [c for f in test_files(d) for c in load_cases(f, flow.name, errors)]
         if errors:
-            for diag in sorted(set(errors.items)):
-                out.write(f"{diag}\n")
-            if doc is not None:
-                doc["errors"] += [diag.as_json() for diag in sorted(set(errors.items))]
+            _load_errors(sorted(set(errors.items)), out, doc)
             status = LOAD_ERROR
             continue
         if select:
@@ -62,10 +64,7 @@ def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc, 
         try:
             decider = Decider(flow, engine, responses=responses)
         except RulesetError as exc:
-            for diag in exc.diagnostics:
-                out.write(f"{diag}\n")
-            if doc is not None:
-                doc["errors"] += [diag.as_json() for diag in exc.diagnostics]
+            _load_errors(exc.diagnostics, out, doc)
             status = LOAD_ERROR
             continue
         try:
