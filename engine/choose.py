@@ -136,28 +136,30 @@ class Chooser:
         tops = []
         for o in renewals:
             term = int(o.get("term_months") or current or 12)
-            top, full = None, self.renewal_value(inputs, term, 0.0, keep)
+            top = None
             for d in _grid(o.get("discount") or 0, self.choice.discount_step):
                 p = ResponseModel.probability(r_terms, treatments.renewal(term, d, current, human, upsell))
                 part = Part("renewal", o, d, p, self.renewal_value(inputs, term, d, keep))
-                # a discount must pay back what it gives away with a margin (estimates are noisy
-                # and the best of many noisy estimates is biased upwards)
-                given = p * (full - part.value)
-                if top is None or part.ev > top.ev + self.choice.discount_payback * given + 1e-9:
+                if top is None or part.ev > top.ev + 1e-9:
                     top = part
             tops.append(top)
         return none, tops
 
-    def value(self, inputs: dict, offers: list, human_allowed: bool, mandatory: bool) -> dict:
-        """For each human choice, the best plan (renewal part, upsell part, value over no action)
-        and every option's own value; and the value of doing nothing."""
+    def _baseline(self, inputs: dict) -> tuple:
+        """(the renewal model's terms, P(renew) with no action — the yearly renewal chance beyond
+        an offered term — and the expected value of doing nothing)."""
         current = inputs.get("contract.term_months")
         r_terms = self.renewal.terms(inputs)
         keep = ResponseModel.probability(r_terms, treatments.renewal(None, 0, current, False))
+        return r_terms, keep, keep * self.renewal_value(inputs, int(current or 12), 0.0, keep)
+
+    def value(self, inputs: dict, offers: list, human_allowed: bool, mandatory: bool) -> dict:
+        """For each human choice, the best plan (renewal part, upsell part, value over no action)
+        and every option's own value; and the value of doing nothing."""
+        r_terms, keep, base = self._baseline(inputs)
         renewals = [o for o in offers if o["kind"] == "renewal"]
         upsells = [o for o in offers if o["kind"] == "upsell"] if self.upsell is not None else []
         u_terms = self.upsell.terms(inputs) if upsells else None
-        base = keep * self.renewal_value(inputs, int(current or 12), 0.0, keep)
         plans = {}
         for human in ((False, True) if human_allowed or mandatory else (False,)):
             best, options = None, []
@@ -181,9 +183,7 @@ class Chooser:
     def _plan_value(self, inputs: dict, r: Part | None, u: Part | None, human: bool) -> float:
         """One fixed plan's value over no action, on (possibly shifted) facts."""
         current = inputs.get("contract.term_months")
-        r_terms = self.renewal.terms(inputs)
-        keep = ResponseModel.probability(r_terms, treatments.renewal(None, 0, current, False))
-        base = keep * self.renewal_value(inputs, int(current or 12), 0.0, keep)
+        r_terms, keep, base = self._baseline(inputs)
         up = u is not None and u.offer is not None
         if r is not None and r.offer is not None:
             term = int(r.offer.get("term_months") or current or 12)

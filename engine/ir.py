@@ -229,7 +229,6 @@ class Choice:
     horizon_months: int = 0  # 0: a renewal is worth its own term; else every plan is valued over this horizon
     churn_fact: str | None = None  # beyond the offered term, each further year renews with 1 − this
     discount_step: float = 1.0
-    discount_payback: float = 0.0  # a discount is taken only if its gain exceeds this share of what it gives away
     human_queue: str = "csm"
     human_cost: float = 0.0
     human_min_value: float = 0.0

@@ -328,7 +328,6 @@ def _choice(node: dict | None, fdoc) -> Choice | None:
     return Choice(renewal_model=node["models"]["renewal"], upsell_model=node["models"].get("upsell"),
                   arr_fact=value.get("arr", "account.arr"), horizon_months=int(value.get("horizon_months", 0)),
                   churn_fact=value.get("churn"), discount_step=float(node.get("discount_step", 1)),
-                  discount_payback=float(node.get("discount_payback", 0)),
                   human_queue=human.get("queue", "csm"), human_cost=float(human.get("cost", 0)),
                   human_min_value=float(human.get("min_value", 0)),
                   days_fact=timing.get("days", "contract.days_to_renewal"),
