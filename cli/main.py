@@ -58,8 +58,11 @@ def cmd_check(args) -> int:
             status = LOAD_ERROR
             continue
         s = flow_summary(flow)
-        found.append({"path": str(d), "ok": True, **s, "errors": []})
+        found.append({"path": str(d), "ok": True, **s, "errors": [],
+                      "warnings": [w.as_json() for w in flow.warnings]})
         if not getattr(args, "json", False):
+            for w in flow.warnings:
+                print(f"{w.location}: warning: {w.code}: {w.message}")
             print(f"{d}: ok: flow {s['flow']} @ {s['version']}: {s['rules']} rules, {s['tables']} tables, "
                   f"{len(s['guardrails'])} guardrails")
     if getattr(args, "json", False):

@@ -78,9 +78,14 @@ class Collector:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
 
     def error(self, location: Location, code: str, message: str) -> None:
         self.items.append(Diagnostic(location, code, message))
+
+    def warn(self, location: Location, code: str, message: str) -> None:
+        """Something that loads and runs, but that the author likely did not mean."""
+        self.warnings.append(Diagnostic(location, code, message, "warning"))
 
     def extend(self, diagnostics) -> None:
         self.items.extend(diagnostics)

@@ -160,6 +160,7 @@ class Output:
     values: tuple = ()  # priority order, for the `priority` hit policy
     default: Any = None
     has_default: bool = False
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class Table:
     id: str
     ruleset: str
     description: str
-    hit_policy: str  # unique | any | first | priority | collect | rule_order
+    hit_policy: str  # unique | any | first | priority | collect | rule_order | output_order
     aggregation: str | None  # sum | min | max | count, with collect
     inputs: tuple  # fact paths
     outputs: tuple  # Output
@@ -175,6 +176,9 @@ class Table:
     priority: int = 0
     when: Condition | None = None
     loc: Location = field(default=NO_LOC, compare=False)
+    waits: tuple = ()  # the derived inputs it waits for; a missing input fact matches only '-'
+    strict: bool = False  # rows that can overlap refuse the load (unique, any)
+    labels: tuple = ()  # per input, the author's name for the column ('' for none)
 
     @property
     def key(self) -> str:
@@ -258,6 +262,7 @@ class Flow:
     max_firings: int = 1000
     file: str = "<memory>"
     choice: Choice | None = None
+    warnings: tuple = field(default=(), compare=False)  # Diagnostics of severity warning, from check
 
     @property
     def rules(self):

@@ -2,7 +2,7 @@
 
 Cells: "-" (any), a literal, "<= 12" / "< 5" / ">= 24" / "> 3" / "!= x", ranges
 "[10..20]" (inclusive), "]10..20[" or "(10..20)" (exclusive ends, mixable), comma
-lists "smb, mid_market" or a YAML list (any of), "not(a, b)" (none of), '"a, b"' (a quoted
+lists "smb, mid_market" / "<18, >=60" or a YAML list (any of), "not(a, b)" / "not(<18)" (none of), '"a, b"' (a quoted
 literal). Hit policies follow DMN 1.3 exactly:
 - unique: at most one row may match; no match → outputs take their defaults (or stay unset);
   more than one → the decision fails (DMN: a violated unique is an error).
@@ -12,6 +12,8 @@ literal). Hit policies follow DMN 1.3 exactly:
 - collect: every matching row in table order, as lists; with an aggregation (sum, min, max,
   count) one number. count of nothing is 0; sum / min / max of nothing is null (unset).
 - rule_order: every matching row in table order, as lists.
+- output_order: every matching row, ranked like priority (then table order), as lists.
+A missing input matches `-` only; a cell that tests anything does not match it.
 """
 from __future__ import annotations
 
@@ -85,31 +87,43 @@ def parse_cell(raw, path: str, numeric: bool, loc) -> Cell:
         items = _split_list(m.group(1))
         if not items:
             raise CellError("not() needs at least one value")
-        return Cell(raw, Test(path, "not_in", tuple(_literal(i, numeric) for i in items), loc), loc)
+        tests = [_unary(i, path, numeric, loc) for i in items]
+        if all(t.op == "eq" for t in tests):
+            return Cell(raw, Test(path, "not_in", tuple(t.value for t in tests), loc), loc)
+        # DMN: not(...) of a missing value is not a match either, hence the exists
+        return Cell(raw, All((Test(path, "exists", None, loc), Not(Any_(tuple(tests), loc), loc)), loc), loc)
+    items = _split_list(raw)
+    if len(items) > 1:
+        tests = [_unary(i, path, numeric, loc) for i in items]
+        if all(t.op == "eq" for t in tests):
+            return Cell(raw, Test(path, "in", tuple(t.value for t in tests), loc), loc)
+        return Cell(raw, Any_(tuple(tests), loc), loc)
+    return Cell(raw, _unary(raw, path, numeric, loc), loc)
+
+
+def _unary(raw: str, path: str, numeric: bool, loc):
+    """One simple unary test of DMN: a literal, a comparison or an interval."""
     m = _RANGE.match(raw)
     if m:
         if not numeric:
-            raise CellError(f"range '{raw}' on non-numeric input '{path}'")
+            raise CellError(f"range '{raw.strip()}' on non-numeric input '{path}'")
         lo_b, lo, hi, hi_b = m.groups()
         lo_v, hi_v = _literal(lo, True), _literal(hi, True)
         if lo_v > hi_v:
-            raise CellError(f"empty range '{raw}': {lo} is above {hi}")
+            raise CellError(f"empty range '{raw.strip()}': {lo} is above {hi}")
+        if lo_b == "[" and hi_b == "]":
+            return Test(path, "between", (lo_v, hi_v), loc)
         lo_t = Test(path, "gte" if lo_b == "[" else "gt", lo_v, loc)
         hi_t = Test(path, "lte" if hi_b == "]" else "lt", hi_v, loc)
-        if lo_b == "[" and hi_b == "]":
-            return Cell(raw, Test(path, "between", (lo_v, hi_v), loc), loc)
-        return Cell(raw, All((lo_t, hi_t), loc), loc)
+        return All((lo_t, hi_t), loc)
     m = _CMP.match(raw)
     if m:
         op = _OPS[m.group(1)]
         value = _literal(m.group(2), numeric)
         if op in ("lt", "lte", "gt", "gte") and not numeric:
-            raise CellError(f"'{raw}' compares order on non-numeric input '{path}'")
-        return Cell(raw, Test(path, op, value, loc), loc)
-    items = _split_list(raw)
-    if len(items) > 1:
-        return Cell(raw, Test(path, "in", tuple(_literal(i, numeric) for i in items), loc), loc)
-    return Cell(raw, Test(path, "eq", _literal(raw, numeric), loc), loc)
+            raise CellError(f"'{raw.strip()}' compares order on non-numeric input '{path}'")
+        return Test(path, op, value, loc)
+    return Test(path, "eq", _literal(raw, numeric), loc)
 
 
 def matching_rows(table: Table, wm: dict, record=None) -> list:
@@ -158,7 +172,9 @@ def _evaluate(table: Table, wm: dict, record=None) -> tuple[dict, list]:
     rows = matching_rows(table, wm, record)
     policy = table.hit_policy
     outputs = table.outputs
-    if policy in ("collect", "rule_order"):
+    if policy == "output_order":
+        rows = sorted(rows, key=lambda r: (_rank(outputs, r), r.index))
+    if policy in ("collect", "rule_order", "output_order"):
         if table.aggregation:
             values = [r.outputs[0] for r in rows]
             agg = table.aggregation
@@ -213,8 +229,9 @@ def _defaults(table: Table) -> dict:
 
 
 def trigger(table: Table):
-    """A table evaluates once, as soon as every input has a value and its `when` holds."""
-    tests = tuple(Test(p, "exists", None, table.loc) for p in table.inputs)
+    """A table evaluates once, as soon as every derived fact it reads has a value and its `when`
+    holds. A missing input fact does not hold it back: as in DMN, only `-` matches it."""
+    tests = tuple(Test(p, "exists", None, table.loc) for p in table.waits)
     if table.when is not None:
         tests = tests + (table.when,)
     return All(tests, table.loc)

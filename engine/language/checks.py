@@ -11,7 +11,7 @@ from ..expressions import refs
 from ..facts import PathType
 from ..ir import All, FactRef, Recommend, RequestAction, SetFact, Test
 from ..tables import trigger
-from .satisfiable import conjunction_satisfiable, satisfiable
+from .satisfiable import satisfiable, witness
 
 ORDER_OPS = {"lt", "lte", "gt", "gte", "between"}
 OFFER_FIELDS = {"offer.term_months": PathType("number"), "offer.discount": PathType("number"),
@@ -159,6 +159,7 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
         else:
             seen[it.id] = it
 
+    always = _always_present(flow.facts_schema)
     recommended = set()
     for rule in flow.rules:
         before = len(errors.items)
@@ -248,6 +249,7 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
                 check_test(t, known, errors)
         if table.hit_policy in ("unique", "any"):
             _overlaps(table, enums, errors)
+        _untreated_optional(table, input_types, always, errors)
         if table.aggregation in ("sum", "min", "max"):
             for row in table.rows:
                 if _type_of(row.outputs[0]) != "number":
@@ -265,28 +267,63 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
 
 
 def _overlaps(table, enums, errors) -> None:
+    """Rows that can both match: a warning (the decision fails only for an input that does),
+    or the load refused when the table says `strict: true`."""
     rows = table.rows
     for i, a in enumerate(rows):
         for b in rows[i + 1:]:
             if table.hit_policy == "any" and a.outputs == b.outputs:
                 continue
-            tests = []
-            for cell in a.cells + b.cells:
-                if cell.test is not None:
-                    tests.extend(_flat(cell.test))
-            if conjunction_satisfiable(tests, enums):
-                errors.error(b.loc, "table-overlap", f"table '{table.id}' ({table.hit_policy}): rows {a.index} and "
-                             f"{b.index} can both match ({', '.join(c.text for c in a.cells)} / "
-                             f"{', '.join(c.text for c in b.cells)})")
+            both = All(tuple(c.test for c in a.cells + b.cells if c.test is not None), b.loc)
+            example = witness(both, enums)
+            if example is None:
+                continue
+            shown = ", ".join(f"{p}={_show(v)}" for p, v in example.items()) or "any input"
+            message = (f"table '{table.id}' ({table.hit_policy}): rows {a.index} and {b.index} can both match "
+                       f"({', '.join(c.text for c in a.cells)} / {', '.join(c.text for c in b.cells)}), "
+                       f"e.g. {shown}")
+            if table.strict:
+                errors.error(b.loc, "table-overlap", message)
+            else:
+                errors.warn(b.loc, "table-overlap", message + f"; such an input fails the decision with "
+                            f"table-{table.hit_policy}-violation")
 
 
-def _flat(cond):
-    if isinstance(cond, All):
-        out = []
-        for c in cond.items:
-            out.extend(_flat(c))
-        return out
-    return [cond]
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _untreated_optional(table, input_types, always, errors) -> None:
+    """An optional input fact that no row meets with '-': when it is missing, no row matches."""
+    guarded = paths_read(table.when) if table.when is not None else set()
+    for c, p in enumerate(table.inputs):
+        if p not in input_types or p in always or p in guarded:
+            continue
+        if all(row.cells[c].test is not None for row in table.rows):
+            errors.warn(table.loc, "table-missing-input", f"table '{table.id}' reads optional fact '{p}', but "
+                        "no row has '-' for it: when it is missing no row matches, so the outputs take their "
+                        "defaults (or stay unset)")
+
+
+def _always_present(schema: dict, prefix: str = "") -> set:
+    """Leaf paths every valid facts document has: required at every level, or with a default."""
+    out = set()
+    for sub in schema.get("allOf", []):
+        out |= _always_present(sub, prefix)
+    required = set(schema.get("required") or ())
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict) or (name not in required and "default" not in prop):
+            continue
+        path = prefix + name
+        if prop.get("type") == "object" or "properties" in prop:
+            out |= _always_present(prop, path + ".")
+        else:
+            out.add(path)
+    return out
 
 
 def _check_guardrails(flow, known, input_types, recommended, derived, fdoc, errors) -> None:
@@ -308,7 +345,7 @@ def _check_guardrails(flow, known, input_types, recommended, derived, fdoc, erro
                 errors.error(g.loc, "guardrail", f"no table '{g.table}' in this flow"
                              + _hint(g.table, [t.id for t in flow.tables]))
                 continue
-            if len(table.outputs) != 1 or table.hit_policy in ("collect", "rule_order") and not table.aggregation:
+            if len(table.outputs) != 1 or table.hit_policy in ("collect", "rule_order", "output_order") and not table.aggregation:
                 errors.error(g.loc, "guardrail", f"table '{table.id}' must give one number (one output)")
             elif any(_type_of(r.outputs[0]) != "number" for r in table.rows):
                 errors.error(g.loc, "guardrail", f"table '{table.id}' must give a number (a discount cap); its "

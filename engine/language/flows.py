@@ -5,6 +5,7 @@ collected; nothing is returned unless the whole flow is clean.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -186,7 +187,7 @@ def _table_output_types(table_nodes) -> dict:
             path = o if isinstance(o, str) else (o or {}).get("fact")
             if not isinstance(path, str):
                 continue
-            if policy in ("collect", "rule_order") and not node.get("aggregation"):
+            if policy in ("collect", "rule_order", "output_order") and not node.get("aggregation"):
                 out[path] = PathType("array")
                 continue
             if node.get("aggregation"):
@@ -278,6 +279,7 @@ def load_flow(sources: Sources) -> Flow:
     for doc in docs:
         lw = lowerers[doc.file]
         lw.numeric_paths = numeric
+        lw.derived_paths = frozenset(p for p in derived if p not in input_types)
         tables = []
         for i, node in enumerate(doc.data.get("tables") or []):
             t = lw.table(node, doc.data["ruleset"], ("tables", i))
@@ -317,7 +319,7 @@ def load_flow(sources: Sources) -> Flow:
         check_flow(flow, input_types, derived, [lw.templates for lw in lowerers.values()] + [glw.templates],
                    docs, fdoc, errors)
     errors.raise_if_any()
-    return flow
+    return dataclasses.replace(flow, warnings=tuple(sorted(set(errors.warnings))))
 
 
 def _choice(node: dict | None, fdoc) -> Choice | None:

@@ -39,6 +39,7 @@ class Lowerer:
         self.doc = doc
         self.errors = errors
         self.numeric_paths = numeric_paths
+        self.derived_paths = frozenset()  # set by rules or tables and not input facts
         self.templates: list[tuple[str, Location]] = []  # (path used, where) for later checks
 
     def at(self, path) -> Location:
@@ -261,13 +262,15 @@ class Lowerer:
 
     def table(self, node: dict, ruleset: str, path) -> Table | None:
         ok = True
-        inputs = tuple(node["inputs"])
+        inputs = tuple(i if isinstance(i, str) else i["fact"] for i in node["inputs"])
+        labels = tuple("" if isinstance(i, str) else i.get("label", "") for i in node["inputs"])
         outputs = []
         for i, o in enumerate(node["outputs"]):
             if isinstance(o, str):
                 outputs.append(Output(o))
             else:
-                outputs.append(Output(o["fact"], tuple(o.get("values", ())), o.get("default"), "default" in o))
+                outputs.append(Output(o["fact"], tuple(o.get("values", ())), o.get("default"), "default" in o,
+                                      o.get("label", "")))
         policy = node["hit_policy"]
         aggregation = node.get("aggregation")
         if aggregation and policy != "collect":
@@ -276,8 +279,8 @@ class Lowerer:
         if aggregation and len(outputs) != 1:
             self.err(path + ("aggregation",), "table", "an aggregation needs exactly one output (DMN 1.3)")
             ok = False
-        if policy == "priority" and not any(o.values for o in outputs):
-            self.err(path + ("outputs",), "table", "hit policy priority needs 'values' (highest priority "
+        if policy in ("priority", "output_order") and not any(o.values for o in outputs):
+            self.err(path + ("outputs",), "table", f"hit policy {policy} needs 'values' (highest priority "
                      "first) on at least one output")
             ok = False
         rows = []
@@ -318,5 +321,7 @@ class Lowerer:
         when = self.condition(node["when"], path + ("when",)) if "when" in node else None
         if not ok:
             return None
+        waits = tuple(p for p in inputs if p in self.derived_paths)
         return Table(node["id"], ruleset, node.get("description", ""), policy, aggregation, inputs,
-                     tuple(outputs), tuple(rows), int(node.get("priority", 0)), when, self.at(path))
+                     tuple(outputs), tuple(rows), int(node.get("priority", 0)), when, self.at(path),
+                     waits, bool(node.get("strict", False)), labels)

@@ -55,6 +55,52 @@ class _Domain:
 
 
 def conjunction_satisfiable(tests, enums: dict | None = None) -> bool:
+    return _solve(tests, enums) is not None
+
+
+def witness(cond, enums: dict | None = None) -> dict | None:
+    """Values that make the condition hold (a missing path left out), or None when none
+    was found: the example a warning about overlapping rows shows."""
+    clauses = dnf(nnf(cond))
+    for clause in clauses or ():
+        domains = _solve(clause, enums)
+        if domains is not None:
+            return {p: _pick(d) for p, d in sorted(domains.items()) if d.present is not False}
+    return None
+
+
+def _pick(d: _Domain):
+    if d.allowed is not None:
+        for v in sorted(d.allowed, key=repr):
+            if v not in d.excluded and d.in_bounds(v):
+                return v
+    numeric = d.lo != -math.inf or d.hi != math.inf or not any(isinstance(v, str) for v in d.excluded)
+    if not numeric:
+        n = 0
+        while f"other{n or ''}" in d.excluded:
+            n += 1
+        return f"other{n or ''}"
+    if d.lo == d.hi:
+        return d.lo
+    if d.lo_inc:
+        candidates = [d.lo]
+    elif d.hi_inc:
+        candidates = [d.hi]
+    elif d.lo == -math.inf and d.hi == math.inf:
+        candidates = [0]
+    elif d.lo == -math.inf:
+        candidates = [d.hi - 1]
+    elif d.hi == math.inf:
+        candidates = [d.lo + 1]
+    else:
+        candidates = [(d.lo + d.hi) / 2]
+    v = candidates[0]
+    while v in d.excluded and d.in_bounds(v + 1):
+        v += 1
+    return v
+
+
+def _solve(tests, enums: dict | None = None) -> dict | None:
     enums = enums or {}
     domains: dict[str, _Domain] = {}
 
@@ -67,22 +113,22 @@ def conjunction_satisfiable(tests, enums: dict | None = None) -> bool:
         d = dom(t.path)
         if t.op == "exists":
             if d.present is False:
-                return False
+                return None
             d.present = True
             continue
         if t.op == "missing":
             if d.present is True or d.valued:
-                return False
+                return None
             d.present = False
             continue
         d.valued = True
         if d.present is False:
-            return False
+            return None
         d.present = True
         if isinstance(t.value, FactRef):
             other = dom(t.value.path)
             if other.present is False:
-                return False
+                return None
             other.present = True
             other.valued = True
             continue
@@ -100,8 +146,8 @@ def conjunction_satisfiable(tests, enums: dict | None = None) -> bool:
         elif t.op in BOUNDS:
             d.bound(t.op, t.value)
         if not d.ok():
-            return False
-    return all(d.ok() for d in domains.values())
+            return None
+    return domains if all(d.ok() for d in domains.values()) else None
 
 
 def satisfiable(cond, enums: dict | None = None) -> bool:

@@ -132,3 +132,38 @@ def test_a_remembered_condition_tells_types_and_missing_values_apart():
     cond = All((Test("a", "eq", 1), Test("b", "missing", None)))
     for wm in ({"a": 1}, {"a": True}, {"a": 1.0}, {"a": 1, "b": 0}, {}, {"a": 1}, {"a": True}):
         assert holds_for(cond, wm) == holds(cond, wm), wm
+
+
+@pytest.mark.parametrize("raw,yes,no", [
+    ("<18, >=60", [17, 60, 99], [18, 59.5]),
+    ("<0, [10..20], 99", [-1, 10, 20, 99], [0, 9, 21, 98]),
+    ("not(<18, >=60)", [18, 59], [17, 60]),
+    ("not([1..5])", [0, 6], [1, 3, 5]),
+    ("not(3)", [2, 4], [3]),
+])
+def test_comma_lists_of_comparisons_and_not(raw, yes, no):
+    from engine.conditions import holds
+    t = cell(raw).test
+    assert all(holds(t, {"x": v}) for v in yes) and not any(holds(t, {"x": v}) for v in no)
+
+
+@pytest.mark.parametrize("raw", ["-", "<18, >=60", "not(<18)", "not(3)", "3", "[1..2]", "!= 3"])
+def test_only_dash_matches_a_missing_input(raw):
+    from engine.conditions import holds
+    t = cell(raw).test
+    assert (t is None) == (raw == "-") and (t is None or not holds(t, {}))
+
+
+def test_a_missing_input_takes_the_dash_row_or_the_default():
+    t = table("first", [("> 5", 1), ("-", 2)])
+    assert evaluate(t, {})[0] == {"out": 2}
+    t = table("unique", [("> 5", 1)], outputs=(Output("out", default=0, has_default=True),))
+    assert evaluate(t, {})[0] == {"out": 0}
+
+
+def test_output_order_lists_every_match_by_output_priority():
+    outs = (Output("out", values=(3, 2, 1)),)
+    t = table("output_order", [("-", 1), ("> 5", 3), (">= 0", 2)], outputs=outs)
+    assert evaluate(t, {"x": 7})[0] == {"out": [3, 2, 1]}
+    assert evaluate(t, {"x": 1})[0] == {"out": [2, 1]}
+    assert evaluate(t, {})[0] == {"out": [1]}

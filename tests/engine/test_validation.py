@@ -112,8 +112,7 @@ rules:
     assert [r.id for r in f.rules] == ["a"]
 
 
-def test_unique_table_overlap_reported_with_rows():
-    errs = errors_of(HEAD + """
+OVERLAPPING = """
 tables:
   - id: caps
     hit_policy: unique
@@ -123,7 +122,18 @@ tables:
       - [smb, "<= 12", 10]
       - [smb, "[12..24]", 15]
       - [enterprise, "-", 20]
-""")
+"""
+
+
+def test_overlapping_unique_rows_load_with_a_warning_and_an_input_that_hits_both():
+    f = flow(HEAD + OVERLAPPING)
+    [w] = [w for w in f.warnings if w.code == "table-overlap"]
+    assert "rows 1 and 2" in w.message and "account.segment=smb" in w.message
+    assert "contract.term_months=12" in w.message and "table-unique-violation" in w.message
+
+
+def test_unique_table_overlap_refused_when_strict():
+    errs = errors_of(HEAD + OVERLAPPING.replace("hit_policy: unique", "hit_policy: unique\n    strict: true"))
     assert len(errs) == 1 and "table-overlap" in errs[0] and "rows 1 and 2" in errs[0]
 
 
