@@ -19,13 +19,19 @@ def explain_text(decision: dict) -> str:
     lines.append("rules fired, in order:")
     for f in decision["trace"]["fired"]:
         matched = ", ".join(f"{k}={_v(v)}" for k, v in f["matched"].items())
-        kind = f"table ({f['hit_policy']}, rows {', '.join(map(str, f['rows'])) or 'none'})" if f["kind"] == "table" \
-            else "rule"
+        if f["kind"] != "table":
+            kind = "rule"
+        elif f["rows"]:
+            kind = f"table ({f['hit_policy']}, rows {', '.join(map(str, f['rows']))})"
+        else:
+            kind = f"table ({f['hit_policy']}), no row matched"
         lines.append(f"  {f['seq']:>2}. {f['ruleset']}/{f['id']} [{kind}, priority {f['priority']}]")
         if matched:
             lines.append(f"      matched: {matched}")
         if f["set"]:
             lines.append("      set: " + ", ".join(f"{k}={_v(v)}" for k, v in f["set"].items()))
+        elif f["kind"] == "table" and not f["rows"]:
+            lines.append("      set: nothing (no defaults)")
     for s in decision["trace"].get("skipped", []):
         lines.append(f"  skipped: {s['rule']} did not set {s['set']}: {s['reason']}")
     if decision["adjustments"]:

@@ -102,6 +102,47 @@ def _construct_collection(file, node, path, positions, key_positions, loader, pr
             for i, child in enumerate(node.value)]
 
 
+def _plain_words(text: str, exc) -> tuple[tuple[int, int], str] | None:
+    """The YAML mistakes authors make most, said as what to fix on which line: a tab, a line
+    that does not line up, a key without its colon. None: PyYAML's own words stand."""
+    lines = text.split("\n")
+    for n, line in enumerate(lines, 1):
+        lead = line[:len(line) - len(line.lstrip(" \t"))]
+        if "\t" in lead:
+            return (n, lead.index("\t") + 1), "a tab in the indentation: YAML indents with spaces only"
+    problem = exc.problem or ""
+    if "could not find expected ':'" in problem and exc.context_mark is not None:
+        n = exc.context_mark.line + 1
+        shown = lines[n - 1].strip() if n <= len(lines) else ""
+        return (n, exc.context_mark.column + 1), f"'{shown}' has no ':' after its key (write 'key: value')"
+    if exc.problem_mark is not None and ("mapping values are not allowed" in problem
+                                         or "expected '-' indicator" in problem or "expected <block end>" in problem):
+        n = exc.problem_mark.line + 1
+        while n > 1 and not lines[n - 1].strip():
+            n -= 1
+        here = _indent(lines[n - 1])
+        above = [_indent(x) for x in lines[:n - 1] if x.strip() and not x.lstrip().startswith("#")]
+        if above and here not in above:
+            return (n, here + 1), (f"this line is indented {here} spaces, which lines up with no line above it "
+                                   f"(the line before starts at {above[-1]}): lines of one block start in the "
+                                   "same column")
+        if above and here > above[-1]:
+            return (n, here + 1), (f"this line is indented more than the line before ({here} spaces, not "
+                                   f"{above[-1]}), so it reads as a value inside it: line it up with the key above")
+    return None
+
+
+def _indent(line: str) -> int:
+    """Where a line's content starts, a list item's dash skipped ('  - id: a' starts at 4)."""
+    stripped = line.lstrip(" ")
+    col = len(line) - len(stripped)
+    while stripped.startswith("- "):
+        rest = stripped[2:].lstrip(" ")
+        col += len(stripped) - len(rest)
+        stripped = rest
+    return col
+
+
 def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]:
     """Parse one YAML document; syntax errors come back as diagnostics, never raised."""
     problems: list[Diagnostic] = []
@@ -123,6 +164,10 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[Diagnostic]]
         message = exc.problem or str(exc)
         if exc.context:
             message = f"{exc.context}: {message}"
+        plain = _plain_words(text, exc)
+        if plain is not None:
+            (line, col), message = plain
+            loc = Location(file, line, col)
         return None, [Diagnostic(loc, "yaml-syntax", message)]
     except yaml.YAMLError as exc:
         return None, [Diagnostic(Location(file, 1, 1), "yaml-syntax", str(exc))]

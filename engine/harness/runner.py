@@ -99,11 +99,16 @@ def check(expect: dict, decision: dict, wm_facts: dict) -> list[str]:
         if got != want:
             failures.append(f"blocked: expected {want}, got {got}")
     fired = [f["id"] for f in decision["trace"]["fired"]]
+    unmatched = {f["id"] for f in decision["trace"]["fired"] if f["kind"] == "table" and not f["rows"]}
+    shown = [f"{i} (no row matched)" if i in unmatched else i for i in fired]
     for rid in expect.get("fired", []):
         if rid not in fired:
-            failures.append(f"fired: expected '{rid}' to fire; fired: {', '.join(fired) or 'nothing'}")
+            failures.append(f"fired: expected '{rid}' to fire; fired: {', '.join(shown) or 'nothing'}")
     for rid in expect.get("not_fired", []):
-        if rid in fired:
+        if rid in unmatched:
+            failures.append(f"not_fired: table '{rid}' was worked out, and no row matched (its outputs took "
+                            "their defaults); a `when` on the table keeps it from being worked out")
+        elif rid in fired:
             failures.append(f"not_fired: '{rid}' fired")
     for path, v in (expect.get("facts") or {}).items():
         if v is None:

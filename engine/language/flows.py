@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
@@ -385,12 +386,14 @@ def load_flow_dir(directory: str | Path) -> Flow:
 
 
 def discover(paths) -> list[Path]:
-    """Flow directories under the given paths (a directory holding flow.yaml is a flow)."""
+    """Flow directories under the given paths (a directory holding flow.yaml is a flow); for a
+    file, the flow it belongs to: the nearest directory above it that holds flow.yaml."""
     found = []
     for p in paths:
         p = Path(p)
         if p.is_file():
-            p = p.parent
+            p = next((d for d in p.resolve().parents if (d / FLOW_FILE).is_file()), p.parent)
+            p = Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p
         if (p / FLOW_FILE).is_file():
             found.append(p)
         elif p.is_dir():

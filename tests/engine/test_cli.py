@@ -28,6 +28,15 @@ def test_check_ok(root):
     assert "ok: flow renewal @" in r.stdout
 
 
+def test_check_a_file_checks_the_flow_it_belongs_to(flow_copy, root):
+    (flow_copy / "drafts").mkdir()
+    draft = flow_copy / "drafts" / "notes.yaml"
+    draft.write_text("# not yet in the flow\n")
+    for path in (flow_copy / "outreach.yaml", draft):
+        r = run("check", str(path), cwd=root)
+        assert r.returncode == 0 and "ok: flow renewal @" in r.stdout, r.stdout + r.stderr
+
+
 def test_check_reports_errors_compiler_style_exit_1(flow_copy, root):
     p = flow_copy / "escalation.yaml"
     p.write_text(p.read_text().replace("gte: 0.7", "gte: high").replace("account.arr, gte", "account.ar, gte"))

@@ -167,3 +167,26 @@ def test_output_order_lists_every_match_by_output_priority():
     assert evaluate(t, {"x": 7})[0] == {"out": [3, 2, 1]}
     assert evaluate(t, {"x": 1})[0] == {"out": [2, 1]}
     assert evaluate(t, {})[0] == {"out": [1]}
+
+
+def test_a_table_that_matched_no_row_is_told_as_such():
+    from engine.decide import Decider
+    from engine.explain import explain_text
+    from engine.harness.runner import check
+    from .flowkit import HEAD, flow
+    f = flow(HEAD + """
+tables:
+  - id: bands
+    hit_policy: unique
+    inputs: [account.arr]
+    outputs: [{fact: x.band, default: none}]
+    rows:
+      - ["> 5", big]
+""")
+    decision = Decider(f, "reference").decide({"account": {"id": "a"}})
+    assert "r/bands [table (unique), no row matched, priority 0]" in explain_text(decision)
+    assert decision["trace"]["fired"][0]["rows"] == [] and decision["trace"]["fired"][0]["set"] == {"x.band": "none"}
+    [failure] = check({"not_fired": ["bands"]}, decision, {})
+    assert "table 'bands' was worked out, and no row matched" in failure
+    [failure] = check({"fired": ["other"]}, decision, {})
+    assert failure.endswith("fired: bands (no row matched)")

@@ -320,3 +320,16 @@ def test_aliases_that_multiply_without_end_are_refused():
         f'{chr(98 + i)}: &{chr(98 + i)} [{",".join(["*" + chr(97 + i)] * 9)}]\n' for i in range(8))
     doc, problems = parse_yaml(bomb, "b.yaml")
     assert doc is None and problems[0].code == "yaml-syntax" and "expands to more than" in problems[0].message
+
+
+@pytest.mark.parametrize("text,where,words", [
+    ("rules:\n  - id: a\n\twhen: x\n", "3:1", "a tab in the indentation: YAML indents with spaces only"),
+    ("ruleset: r\ndescription x\nowner: y\n", "2:1", "'description x' has no ':' after its key"),
+    ("rules:\n  - id: a\n    when\n    then: y\n", "3:5", "'when' has no ':' after its key"),
+    ("rules:\n  - id: a\n     when: x\n    then: y\n", "3:6", "indented 5 spaces, which lines up with no line above"),
+    ("rules:\n  - id: a\n    when: x\n   then: y\n", "4:4", "indented 3 spaces, which lines up with no line above"),
+])
+def test_yaml_mistakes_in_plain_words_on_their_line(text, where, words):
+    from engine.loader import parse_yaml
+    _, [problem] = parse_yaml(text, "r.yaml")
+    assert str(problem).startswith(f"r.yaml:{where}: yaml-syntax: ") and words in problem.message
