@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(approvals.bp)
     app.register_blueprint(reference.bp)
+    from . import console
+    console.init_app(app, settings)
     from .openapi import build
     app.extensions["postsale.openapi"] = build(app)
 

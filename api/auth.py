@@ -49,7 +49,11 @@ class KeyRing:
         return bool(self.entries)
 
     def identify(self, key: str) -> tuple[str, frozenset] | None:
-        d = digest(key)
+        return self.by_digest(digest(key))
+
+    def by_digest(self, d: str) -> tuple[str, frozenset] | None:
+        """The key id and scopes of the key whose SHA-256 is `d` (the console's session keeps
+        only that), or None."""
         found = None
         for h, scopes in self.entries:  # every entry is compared: no early exit to time
             if hmac.compare_digest(h, d):

@@ -259,7 +259,9 @@ def cmd_serve(args) -> int:
         os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin", "ingest"]})
         print(f"development API key (all scopes, this run only): {key}")
         print(f"  export POSTSALE_KEY={key}")
-    print(f"serving on http://{settings.host}:{settings.port}  (docs: /docs, health: /healthz)", flush=True)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"console: {base}/console/  (sign in with the API key)")
+    print(f"serving on {base}  (docs: /docs, health: /healthz)", flush=True)
     # from the caller's folder, so relative paths in the settings mean what they meant to migrate
     import config
     conf = Path(config.__file__).resolve().parent / "gunicorn.conf.py"

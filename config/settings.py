@@ -99,6 +99,9 @@ class Settings:
     default_flow: str
     api_keys: dict = field(default_factory=dict)  # plain key -> scopes (development, tests)
     api_keys_file: Path | None = None  # production: hashed keys
+    # POSTSALE_CONSOLE_SECRET signs the console's session cookie; unset, it is derived from the
+    # API keys, so every worker agrees and a changed key ring ends every console session
+    console_secret: str = ""
     # POSTSALE_RATE_LIMITS: per API key and scope, {"decide": {"per_second": 50, "burst": 100}};
     # a scope not named is not limited
     rate_limits: dict = field(default_factory=dict)
@@ -220,6 +223,7 @@ def from_env(env=None) -> Settings:
         default_flow=env.get("POSTSALE_DEFAULT_FLOW") or "renewal",
         api_keys=keys,
         api_keys_file=Path(keys_file) if keys_file else None,
+        console_secret=env.get("POSTSALE_CONSOLE_SECRET", ""),
         rate_limits=_rate_limits(env, "POSTSALE_RATE_LIMITS"),
         max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
         idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),

@@ -72,6 +72,8 @@ def test_runs_the_configured_number_of_workers(server):
     assert len(server.worker_pids()) == 2, server.worker_pids()
     assert server.get("/healthz", key=None).json == {"status": "alive"}
     assert "serving on http://127.0.0.1:" in server.stdout()
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/console/", server.stdout())
+    assert server.get("/console/signin", key=None).status == 200
 
 
 # ---------------------------------------------------------------- decisions
