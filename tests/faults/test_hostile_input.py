@@ -102,7 +102,9 @@ def test_nul_and_surrogates_in_every_path_and_query_parameter(client):
                 url = url.replace(f"<{conv}:{arg}>", "x%00y")
         r = client.get(url, headers=auth("k-all"))
         assert r.status_code in (400, 404), (url, r.status_code)
-        if r.status_code == 400:
+        if r.status_code == 400 and rule.rule.startswith("/console/"):  # a page for a person, naming the part
+            assert r.mimetype == "text/html" and "path " in r.get_data(as_text=True), url
+        elif r.status_code == 400:
             assert r.get_json()["errors"][0]["path"].startswith("path ")
     for path in ("/v1/decisions", "/v1/approvals", "/v1/kpis"):
         r = client.get(path + "?account_id=a%00b&flow=a%00", headers=auth("k-all"))
