@@ -436,11 +436,11 @@ print("survived")
 """
 
 
-def test_delete_state_without_any_action_crashes(k=1):
-    """Freeing garbage does not crash every run (it depends on what the heap holds): the quirk
-    is pinned as "crashes within three runs" with the fact matched; a durable_rules that fixed it
-    survives all three. With the fact unmatched it crashed every run in one build of the
-    extension and never in another (same source, another folder): not pinned, still avoided."""
+def test_delete_state_without_any_action_crashes_in_some_builds(k=1):
+    """Freeing garbage crashes or not depending on what the heap holds, which differs from one
+    build of the extension to another (same source, another folder). What is pinned is what the
+    engine relies on: it never calls `delete_state` (the next test); this one records the quirk
+    where the build shows it and says so where it does not."""
     code = SESSIONS_6.replace("ROUNDS", "20").replace("RULES", "R") \
         .replace("K}", f"{k}}}").replace("DRIVE", "pass")
     runs = []
@@ -450,7 +450,27 @@ def test_delete_state_without_any_action_crashes(k=1):
         if p is not None and p.returncode < 0:
             assert "survived" not in p.stdout
             return
-    pytest.fail(f"no crash in three runs: {runs}")
+    pytest.xfail(f"this build of durable_rules_engine did not crash in three runs: {runs}")
+
+
+def test_engine_never_deletes_a_session(monkeypatch):
+    """The crash above is why no decision may end in `delete_state`: every call the engine makes
+    into the extension during decisions, reloads and closing is counted, and that one is absent."""
+    import durable_rules_engine as dre
+    from engine import session as S
+
+    calls = {}
+    for name in dir(dre):
+        fn = getattr(dre, name)
+        if callable(fn) and not name.startswith("_") and not isinstance(fn, type):
+            def spy(*a, _fn=fn, _name=name, **kw):
+                calls[_name] = calls.get(_name, 0) + 1
+                return _fn(*a, **kw)
+            monkeypatch.setattr(S._dre, name, spy)
+    from tests.engine.test_engine_limits import agree, flow_of, random_rules
+    agree(flow_of(random_rules(60), max_firings=1000), decisions=60)
+    assert calls.get("assert_fact", 0) >= 60 and calls.get("delete_ruleset", 0) >= 1, calls
+    assert "delete_state" not in calls, calls
 
 
 def test_delete_state_after_catch_all_action_is_safe():
