@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from sqlalchemy.exc import IntegrityError
 
 from adapters import metrics, telemetry
+from adapters.store.capacity import SlotsTaken
 from adapters.store.db import iso
 from adapters.store.idempotency import MISMATCH, REPLAY, key_hash, request_hash
 from engine.decision import Decision
@@ -120,21 +121,55 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     facts, signals = cmd.facts or {}, cmd.signals
     if cmd.account_id is not None:
         facts, signals = _from_features(rt, flow, cmd.account_id, facts)
+    deferred = getattr(rt.capacity, "deferred", None)
+    capacity = deferred() if deferred is not None and not cmd.dry_run else None
+    while True:
+        result, decided = _rules(rt, decider, facts, cmd.dry_run, capacity)
+        cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+        if cmd.dry_run:
+            decision = Decision.from_result(result, dry_run=True)
+            _observe(flow, decision, started, cost, recorded=False)
+            return Decided(body=decision.to_json(), decision=decision)
+        if unless is not None and unless(result):
+            return Decided(body={}, skipped=True)
+        try:
+            recorded = _record(rt, cmd, flow, idem, result, decided, signals, cost, complete,
+                               capacity.claims if capacity is not None else ())
+        except SlotsTaken as taken:
+            capacity = capacity.again(taken)  # the last slot went elsewhere: decide without it
+            continue
+        if isinstance(recorded, Decided):
+            return recorded
+        decision_id, at, planned, body = recorded
+        break
+    budget = rt.settings.inline_dispatch_budget_ms
+    if budget > 0:
+        from adapters.dispatch.inline import dispatch_inline
+        dispatch_inline(rt.dispatcher(), rt.factory, decision_id, budget / 1000, body,
+                        idem[0] if idem is not None else None)
+    if idem is not None:
+        rt.idempotency.cache(idem[0], idem[1], 201, body)
+    decision = Decision.from_result(planned, id=decision_id, created_at=body["created_at"])
+    _observe(flow, decision, started, cost, recorded=True)
+    return Decided(body=body, status=201, decision=decision, recorded=True, at=at)
+
+
+def _rules(rt, decider, facts, dry_run, capacity):
+    """(result with its citations, the facts decided on): the engine's part of the path."""
     try:
-        result, decided = decider.decide_full(facts, claim=not cmd.dry_run)
+        result, decided = decider.decide_full(facts, claim=not dry_run, capacity=capacity)
     except FactsError as exc:
         raise InvalidRequest(_paths(exc), "the facts do not fit the flow's facts schema", raw=exc.problems) from None
     except DecisionError as exc:
         raise DecisionFailed(str(exc), exc.code) from None
     result["citations"] = rt.citations(result)
-    cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
-    if cmd.dry_run:
-        decision = Decision.from_result(result, dry_run=True)
-        _observe(flow, decision, started, cost, recorded=False)
-        return Decided(body=decision.to_json(), decision=decision)
-    if unless is not None and unless(result):
-        return Decided(body={}, skipped=True)
+    return result, decided
+
+
+def _record(rt, cmd, flow, idem, result, decided, signals, cost, complete, claims):
+    """(decision id, time, planned result, answer body) once written with its outbox and slots;
+    a Decided replay when a concurrent request with the same key was recorded first."""
     body: dict = {}
     req_hash = cmd.request_hash or hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
 
@@ -151,7 +186,7 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
             decision_id, at, planned = rt.decisions.record(
                 flow=flow, version=result["ruleset_version"], facts=decided, context=context, result=result,
                 request_hash=req_hash, api_key_id=cmd.api_key_id, extra=respond, complete=complete, cost=cost,
-                signals=signals)
+                signals=signals, claims=claims)
     except IntegrityError:
         if idem is None:
             raise
@@ -159,16 +194,7 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
         if state == MISMATCH:
             raise IdempotencyMismatch() from None
         return Decided(body=stored[1], status=stored[0], replayed=True)
-    budget = rt.settings.inline_dispatch_budget_ms
-    if budget > 0:
-        from adapters.dispatch.inline import dispatch_inline
-        dispatch_inline(rt.dispatcher(), rt.factory, decision_id, budget / 1000, body,
-                        idem[0] if idem is not None else None)
-    if idem is not None:
-        rt.idempotency.cache(idem[0], idem[1], 201, body)
-    decision = Decision.from_result(planned, id=decision_id, created_at=body["created_at"])
-    _observe(flow, decision, started, cost, recorded=True)
-    return Decided(body=body, status=201, decision=decision, recorded=True, at=at)
+    return decision_id, at, planned, body
 
 
 def _observe(flow: str, decision: Decision, started: float, cost: dict, recorded: bool) -> None:

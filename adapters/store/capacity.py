@@ -13,6 +13,12 @@ a slot still ranks accounts by value rather than by arrival:
   always go and are counted apart.
 
 A dry run reads the threshold and the slots left without taking one.
+
+On the decision path the slot is not taken while deciding: `deferred()` admits on the threshold
+and notes the claim, and the decision store applies it in the decision's own transaction
+(`apply_claims`), so a decision costs one commit and a slot is never held by a decision that
+was not recorded. A claim that finds the queue full rolls the write back (SlotsTaken); the
+process then knows the queue is full for that period and the caller decides again without it.
 """
 from __future__ import annotations
 
@@ -21,8 +27,11 @@ import threading
 import time
 from collections import deque
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from engine.choose import Admission, Unlimited
 
@@ -60,34 +69,67 @@ class ValueWindow:
             return self._sorted[i]
 
 
+@dataclass(frozen=True)
+class SlotClaim:
+    """A slot of `queue` for `period` that a decision will take when it is recorded; `limit`
+    None for a policy review, which always goes and is counted apart."""
+    queue: str
+    period: str
+    limit: int | None = None
+
+
+class SlotsTaken(Exception):
+    """The queue's last slot for the period went to another decision first."""
+
+    def __init__(self, claim: SlotClaim):
+        super().__init__(f"the {claim.queue} queue has no slot left for {claim.period}")
+        self.claim = claim
+
+
+def _upsert(dialect: str):
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def apply_claims(conn, claims) -> None:
+    """Take each claim in the caller's transaction (a Session or Connection): one upsert per
+    claim, conditional on a slot being left; SlotsTaken when one is not (the caller rolls back)."""
+    if not claims:
+        return
+    insert = _upsert((conn.get_bind() if isinstance(conn, Session) else conn).dialect.name)
+    table = CapacitySlot.__table__
+    for c in claims:
+        mandatory = c.limit is None
+        stmt = insert(table).values(queue=c.queue, period=c.period, used=0 if mandatory else 1,
+                                    mandatory=1 if mandatory else 0)
+        if mandatory:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["queue", "period"],
+                                                    set_={"mandatory": table.c.mandatory + 1}))
+            continue
+        taken = conn.execute(stmt.on_conflict_do_update(index_elements=["queue", "period"],
+                                                        set_={"used": table.c.used + 1},
+                                                        where=table.c.used < c.limit)
+                             .returning(table.c.used)).first()
+        if taken is None:
+            raise SlotsTaken(c)
+
+
 class SlotCounter:
     """Slots per (queue, period) in the capacity_slots table."""
 
     def __init__(self, factory):
         self.factory = factory
 
-    def _row(self, s, queue: str, period: str) -> None:
-        if s.get(CapacitySlot, (queue, period)) is None:
-            try:
-                with s.begin_nested():
-                    s.execute(insert(CapacitySlot).values(queue=queue, period=period, used=0, mandatory=0))
-            except IntegrityError:
-                pass  # another worker created it first
-
     def take(self, queue: str, period: str, limit: int) -> bool:
-        with transaction(self.factory) as s:
-            self._row(s, queue, period)
-            done = s.execute(update(CapacitySlot)
-                             .where(CapacitySlot.queue == queue, CapacitySlot.period == period,
-                                    CapacitySlot.used < limit)
-                             .values(used=CapacitySlot.used + 1))
-            return done.rowcount == 1
+        try:
+            with transaction(self.factory) as s:
+                apply_claims(s, [SlotClaim(queue, period, limit)])
+        except SlotsTaken:
+            return False
+        return True
 
     def count_mandatory(self, queue: str, period: str) -> None:
         with transaction(self.factory) as s:
-            self._row(s, queue, period)
-            s.execute(update(CapacitySlot).where(CapacitySlot.queue == queue, CapacitySlot.period == period)
-                      .values(mandatory=CapacitySlot.mandatory + 1))
+            apply_claims(s, [SlotClaim(queue, period)])
 
     def used(self, queue: str, period: str) -> tuple[int, int]:
         with self.factory() as s:
@@ -109,6 +151,7 @@ class QueueCapacity:
         self.clock = clock
         self._windows: dict[str, ValueWindow] = {}
         self._size = window
+        self._full: set[tuple[str, str]] = set()
 
     def period(self) -> str:
         return f"{self.period_days}d-{int(self.clock() // (86400 * self.period_days))}"
@@ -126,13 +169,27 @@ class QueueCapacity:
         q = w.quantile(1.0 - self.share)
         return float("-inf") if q is None or self.share >= 1.0 else q
 
-    def admit(self, queue: str, value: float, *, mandatory: bool = False, claim: bool = True) -> Admission:
+    def deferred(self) -> "DeferredCapacity":
+        """A capacity for one decision: admits as `admit` does and notes the slots to take."""
+        return DeferredCapacity(self)
+
+    def full(self, claim: SlotClaim) -> None:
+        """The queue has no slot left this period (slots are never given back within one)."""
+        self._full.add((claim.queue, claim.period))
+
+    def admit(self, queue: str, value: float, *, mandatory: bool = False, claim: bool = True,
+              claims: list | None = None, observe: bool = True) -> Admission:
+        """`claims` given: note the slot there instead of taking it (the decision store takes it)."""
         if mandatory:
             if claim and self.counter is not None:
-                self.counter.count_mandatory(queue, self.period())
+                if claims is None:
+                    self.counter.count_mandatory(queue, self.period())
+                else:
+                    claims.append(SlotClaim(queue, self.period()))
             return Admission(True, None, "a policy review: always goes, counted apart from the capacity")
         threshold = self.threshold(queue)
-        self.window(queue).observe(value)
+        if observe:
+            self.window(queue).observe(value)
         if threshold is None:
             return Admission(False, None, f"the value threshold forms after {self.warmup} decisions")
         if value < threshold:
@@ -140,15 +197,39 @@ class QueueCapacity:
                              f"its capacity ({self.share:.1%} of decisions)")
         if self.slots > 0 and self.counter is not None:
             period = self.period()
-            if claim:
-                ok = self.counter.take(queue, period, self.slots)
-            else:
+            if (queue, period) in self._full:
+                ok = False
+            elif not claim:
                 ok = self.counter.used(queue, period)[0] < self.slots
+            elif claims is not None:
+                claims.append(SlotClaim(queue, period, self.slots))
+                ok = True
+            else:
+                ok = self.counter.take(queue, period, self.slots)
             if not ok:
+                self._full.add((queue, period))
                 return Admission(False, round(threshold, 2), f"the {queue} queue has used its {self.slots} slots "
                                  f"for the period")
         shown = None if threshold == float("-inf") else round(threshold, 2)
         return Admission(True, shown, f"above the {queue} threshold" + (f" {threshold:,.0f}" if shown is not None else ""))
+
+
+class DeferredCapacity:
+    """One decision's view of a QueueCapacity: `claims` are the slots its record must take.
+    `again()` is the view for deciding again after SlotsTaken (values are not observed twice)."""
+
+    def __init__(self, capacity: QueueCapacity, observe: bool = True):
+        self.capacity = capacity
+        self.claims: list[SlotClaim] = []
+        self._observe = observe
+
+    def admit(self, queue: str, value: float, *, mandatory: bool = False, claim: bool = True) -> Admission:
+        return self.capacity.admit(queue, value, mandatory=mandatory, claim=claim, claims=self.claims,
+                                   observe=self._observe)
+
+    def again(self, taken: SlotsTaken) -> "DeferredCapacity":
+        self.capacity.full(taken.claim)
+        return DeferredCapacity(self.capacity, observe=False)
 
 
 def build(settings, factory):

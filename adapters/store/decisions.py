@@ -8,6 +8,7 @@ from sqlalchemy import JSON, bindparam, literal_column, select
 
 from engine.decision import Decision as DecisionView
 
+from .capacity import apply_claims
 from .db import dumps, iso, new_id, now, transaction
 from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox
 
@@ -25,7 +26,7 @@ class DecisionStore:
 
     def record(self, *, flow, version, facts, context, result, request_hash, api_key_id,
                complete=None, signals: dict | None = None, cost: dict | None = None,
-               extra=None) -> tuple[str, object, dict]:
+               extra=None, claims=()) -> tuple[str, object, dict]:
         """Write the decision, its `decided` event, its outbox rows (and approval) atomically;
         (decision id, time, the result with its planned actions).
 
@@ -36,6 +37,8 @@ class DecisionStore:
         own records in the same transaction (the debounced evaluation), so a retry can never see
         half of it. `signals` (trigger, signal_at, newest_event_at, features) says which events
         and features a triggered decision used; `cost` (latency_ms, cpu_ms) what deciding took.
+        `claims` are the capacity slots the decision takes (adapters/store/capacity.py), taken
+        first in the same transaction: SlotsTaken when one is gone, and nothing is written.
         """
         decision_id = new_id()
         at = now()
@@ -66,10 +69,16 @@ class DecisionStore:
             rows.append((table, [row]))
         engine = self.factory.kw["bind"]
         if complete is None and engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql(*self._one_statement(engine, rows))
+            if claims:
+                with engine.begin() as conn:
+                    apply_claims(conn, claims)
+                    conn.exec_driver_sql(*self._one_statement(engine, rows))
+            else:
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql(*self._one_statement(engine, rows))
             return decision_id, at, result
         with transaction(self.factory) as s:
+            apply_claims(s, claims)
             for table, values in rows:
                 s.execute(table.insert(), values)
             if complete is not None:

@@ -106,3 +106,22 @@ def test_the_counter_sees_a_hidden_query(counted_app, example_facts):
         with rt.db.connect() as conn:
             conn.execute(text("SELECT 1"))
     assert sql[-1] == "SELECT 1"
+
+
+def test_a_human_slot_is_taken_in_the_decisions_own_write(counted_app, example_facts, db_url):
+    """A policy review counts against the queue inside the decision's transaction: one upsert
+    more, no transaction of its own (and so no commit of its own)."""
+    rt, client = counted_app.extensions["postsale"], counted_app.test_client()
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    risky = dict(example_facts, scores={**example_facts["scores"], "churn_risk": 0.9},
+                 account={**example_facts["account"], "arr": 250_000})
+    client.post("/v1/decisions", json={"facts": _facts(risky, 0)}, headers=auth())
+    for n in range(1, 3):
+        with counting(rt) as (sql, _):
+            r = client.post("/v1/decisions", json={"facts": _facts(risky, n)}, headers=auth())
+        assert r.status_code == 201 and r.get_json()["approval"]["required"]
+        upserts = [q for q in sql if q.lstrip().upper().startswith("INSERT INTO CAPACITY_SLOTS")]
+        assert len(upserts) == 1, sql
+        # the approval row is one more INSERT on SQLite; PostgreSQL's one statement holds it
+        assert len(sql) == {"sqlite": SQL["sqlite"] + 2, "postgresql": 2}[backend], sql
+        assert sum(q.strip().upper().startswith("BEGIN") for q in sql) <= 1, sql

@@ -92,3 +92,67 @@ def test_capacity_holds_across_two_worker_processes_on_postgresql_and_redis(tmp_
         assert rows == [7]
     finally:
         drop()
+
+
+def test_a_decision_whose_slot_went_elsewhere_is_decided_again_without_it(factory):
+    """The deferred claim is taken with the decision's record; when another decision took the
+    last slot in between, nothing is written and the queue is known full from then on."""
+    from adapters.store.capacity import SlotClaim, SlotsTaken, apply_claims
+    from adapters.store.db import transaction
+    cap = QueueCapacity(SlotCounter(factory), slots=1, period_days=30, share=1.0, warmup=0, clock=lambda: 0)
+    first, second = cap.deferred(), cap.deferred()
+    assert first.admit("csm", 100.0).admitted and second.admit("csm", 100.0).admitted
+    assert first.claims == [SlotClaim("csm", cap.period(), 1)]
+    with transaction(factory) as s:
+        apply_claims(s, first.claims)
+    with pytest.raises(SlotsTaken) as taken:
+        with transaction(factory) as s:
+            s.add(CapacitySlot(queue="other", period="p", used=0, mandatory=0))
+            apply_claims(s, second.claims)
+    with factory() as s:
+        assert s.get(CapacitySlot, ("other", "p")) is None      # the whole write rolled back
+        assert s.get(CapacitySlot, ("csm", cap.period())).used == 1
+    again = second.again(taken.value)
+    refused = again.admit("csm", 100.0)
+    assert not refused.admitted and "used its 1 slots" in refused.reason and again.claims == []
+    assert again.admit("csm", 0.0, mandatory=True).admitted
+    assert again.claims == [SlotClaim("csm", cap.period(), None)]
+    assert len(cap.window("csm")) == 2                           # deciding again observes nothing twice
+
+
+def test_the_decide_use_case_takes_the_slot_with_the_record_and_gives_it_to_no_one_twice(tmp_path, root):
+    """End to end through the service: a queue of 2 slots shared by two processes' runtimes.
+    The first takes both; the second, not knowing, admits a touch, finds the slot gone when it
+    records, and decides again without it: one decision row each, 2 slots used."""
+    from dataclasses import replace
+
+    from adapters.store.models import Decision
+    from config.settings import from_env
+    from service.bootstrap import bootstrap
+    from service.decide import DecideCommand, decide
+    url = f"sqlite:///{tmp_path / 'cap.db'}"
+    migrate(url)
+    settings = replace(from_env({"DATABASE_URL": url, "POSTSALE_MODELS": "", "POSTSALE_INLINE_DISPATCH_MS": "0",
+                                 "POSTSALE_EVALUATE_IN_SERVER": "0"}),
+                       human_capacity=2, capacity_share=1.0)
+    one, two = bootstrap(settings, redis=None), bootstrap(settings, redis=None)
+
+    def touch(rt, i):
+        facts = json.loads(json.dumps(FACTS))
+        facts["account"]["id"] = f"slot-{i}"
+        body = decide(rt, DecideCommand(facts=facts)).body
+        return any(e.get("rule") == "choose" for e in body["escalations"]), body
+    try:
+        one.capacity.warmup = two.capacity.warmup = 0
+        assert [touch(one, i)[0] for i in range(3)] == [True, True, False]
+        touched, body = touch(two, 3)
+        admission = two.decisions.get(body["id"])["decision"]["trace"]["choice"]["admission"]
+        with one.factory() as s:
+            used = s.execute(select(CapacitySlot.used)).scalars().all()
+            decisions = s.query(Decision).count()
+    finally:
+        one.close()
+        two.close()
+    assert not touched and used == [2] and decisions == 4
+    assert not admission["admitted"] and "used its 2 slots" in admission["reason"]
+    assert two.capacity._full                                    # known full: no more tries this period
