@@ -207,7 +207,7 @@ def _work(d, args, stop: threading.Event, out) -> int:
             evaluations = _evaluations(stop, args.poll)
             if evaluations is None:
                 return FAILED
-        d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_approval_sweep(),
+        d.run_forever(stop, poll=args.poll, concurrency=args.concurrency, housekeeping=_housekeeping(),
                       housekeeping_every=args.sweep_every)
         if evaluations is not None:
             evaluations.join(timeout=30)  # the evaluation in hand finishes; its row is settled
@@ -234,6 +234,19 @@ def _evaluations(stop: threading.Event, poll: float):
     t = threading.Thread(target=loop, name="evaluations", daemon=True)
     t.start()
     return t
+
+
+def _housekeeping():
+    """The worker's periodic steps: the approval sweep and the audit checkpoint, when present."""
+    from cli.audit import periodic_checkpoint
+    steps = [step for step in (_approval_sweep(), periodic_checkpoint()) if step is not None]
+    if not steps:
+        return None
+
+    def run():
+        for step in steps:
+            step()
+    return run
 
 
 def _approval_sweep():

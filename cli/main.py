@@ -333,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
     add_trigger_commands(sub)
     from cli.kpis import add_subcommands as add_kpi_commands
     add_kpi_commands(sub)
+    from cli.audit import add_subcommands as add_audit_commands
+    add_audit_commands(sub)
     from cli.replay import add_subcommands as add_replay_commands
     add_replay_commands(sub)
     from cli.simulate import add_subcommands as add_simulate_commands

@@ -102,6 +102,10 @@ class Settings:
     # POSTSALE_CONSOLE_SECRET signs the console's session cookie; unset, it is derived from the
     # API keys, so every worker agrees and a changed key ring ends every console session
     console_secret: str = ""
+    # POSTSALE_AUDIT_KEY signs the audit chain's checkpoints (adapters/store/audit.py); keep it
+    # out of the database's reach, or whoever can write the database can forge them too
+    audit_key: str = ""
+    audit_checkpoint_seconds: float = 300.0
     # POSTSALE_RATE_LIMITS: per API key and scope, {"decide": {"per_second": 50, "burst": 100}};
     # a scope not named is not limited
     rate_limits: dict = field(default_factory=dict)
@@ -224,6 +228,8 @@ def from_env(env=None) -> Settings:
         api_keys=keys,
         api_keys_file=Path(keys_file) if keys_file else None,
         console_secret=env.get("POSTSALE_CONSOLE_SECRET", ""),
+        audit_key=env.get("POSTSALE_AUDIT_KEY", ""),
+        audit_checkpoint_seconds=_float(env, "POSTSALE_AUDIT_CHECKPOINT", 300.0),
         rate_limits=_rate_limits(env, "POSTSALE_RATE_LIMITS"),
         max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
         idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),

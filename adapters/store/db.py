@@ -1,6 +1,7 @@
 """Database engine and sessions from a URL; the same code on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -44,6 +45,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            conn.create_function("postsale_sha256", 1, sha256_hex, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):  # pragma: no cover - trivial
@@ -62,6 +64,12 @@ def make_engine(url: str) -> Engine:
 
 
 CONNECT_TIMEOUT = 5
+
+
+def sha256_hex(text_: str | None) -> str | None:
+    """SQLite's postsale_sha256(): the audit chain's triggers digest rows with it (PostgreSQL
+    has sha256() built in)."""
+    return None if text_ is None else hashlib.sha256(text_.encode()).hexdigest()
 
 
 def _closed_by_server(dbapi_conn, record, proxy) -> None:
