@@ -106,6 +106,8 @@ class Settings:
     # out of the database's reach, or whoever can write the database can forge them too
     audit_key: str = ""
     audit_checkpoint_seconds: float = 300.0
+    # POSTSALE_PII_KEY keys the hash of facts marked `x-pii: hash` (engine/pii.py)
+    pii_key: str = ""
     # POSTSALE_RATE_LIMITS: per API key and scope, {"decide": {"per_second": 50, "burst": 100}};
     # a scope not named is not limited
     rate_limits: dict = field(default_factory=dict)
@@ -230,6 +232,7 @@ def from_env(env=None) -> Settings:
         console_secret=env.get("POSTSALE_CONSOLE_SECRET", ""),
         audit_key=env.get("POSTSALE_AUDIT_KEY", ""),
         audit_checkpoint_seconds=_float(env, "POSTSALE_AUDIT_CHECKPOINT", 300.0),
+        pii_key=env.get("POSTSALE_PII_KEY", ""),
         rate_limits=_rate_limits(env, "POSTSALE_RATE_LIMITS"),
         max_body_bytes=_int(env, "POSTSALE_MAX_BODY_BYTES", 256 * 1024),
         idempotency_ttl_seconds=_int(env, "POSTSALE_IDEMPOTENCY_TTL", 24 * 3600),

@@ -11,6 +11,7 @@ import fastjsonschema
 from jsonschema import Draft202012Validator
 
 from .errors import FactProblem, FactsError
+from .pii import PiiPolicy
 
 SCALARS = {"string", "number", "integer", "boolean", "array"}
 
@@ -111,7 +112,7 @@ def _drop_nulls(value):
 
 # Keywords whose meaning is the same in draft-07 (fastjsonschema) and 2020-12 (jsonschema).
 _FAST_SAFE = {
-    "$schema", "$comment", "title", "description", "default", "examples", "type", "properties", "required",
+    "x-pii", "$schema", "$comment", "title", "description", "default", "examples", "type", "properties", "required",
     "additionalProperties", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "multipleOf", "minLength", "maxLength", "pattern", "items", "minItems", "maxItems", "uniqueItems",
     "allOf", "anyOf", "oneOf", "not", "minProperties", "maxProperties",
@@ -149,6 +150,7 @@ class FactsModel:
         Draft202012Validator.check_schema(schema)
         self.validator = Draft202012Validator(schema)
         self.paths = schema_paths(schema)
+        self.pii = PiiPolicy(schema)
         self._fast = None
         if _fast_safe(schema):
             draft7 = {k: v for k, v in schema.items() if k != "$schema"}
@@ -169,7 +171,8 @@ class FactsModel:
             except fastjsonschema.JsonSchemaException:
                 pass
         problems = [
-            FactProblem(err.json_path, err.message)
+            FactProblem(err.json_path, f"does not fit the schema ({err.validator}; personal data, value not shown)"
+                        if self.pii.hides(err.json_path) else err.message)
             for err in self.validator.iter_errors(coerced)
         ]
         if problems:

@@ -164,6 +164,8 @@ def _rules(rt, decider, facts, dry_run, capacity):
     except DecisionError as exc:
         raise DecisionFailed(str(exc), exc.code) from None
     result["citations"] = rt.citations(result)
+    if decider.facts.pii:  # what is recorded holds no personal value the schema marks
+        decided = decider.facts.pii.apply(decided, rt.settings.pii_key.encode())
     return result, decided
 
 

@@ -100,11 +100,20 @@ def _facts_schema(lw: Lowerer, doc: Document, sources: Sources, errors: Collecto
         hint = f"; did you mean '{close[0]}'?" if close else " (a comma in an unquoted YAML value splits it)"
         errors.error(sdoc_for_errors.key_at(base + path + (key,)), "facts-schema",
                      f"'{key}' is not a JSON Schema keyword{hint}")
+    from engine.pii import MODES, marks
+    for path, mode in marks(schema):
+        if mode not in MODES:
+            errors.error(sdoc_for_errors.at(base + _schema_path(path) + ("x-pii",)), "facts-schema",
+                         f"x-pii is {mode!r}; it takes {', '.join(MODES)}")
     return schema
 
 
+def _schema_path(path: tuple) -> tuple:
+    return tuple(part for name in path for part in ("properties", name))
+
+
 KEYWORDS = {
-    "$schema", "$id", "$ref", "$defs", "$comment", "$anchor", "definitions", "title", "description", "default",
+    "x-pii", "$schema", "$id", "$ref", "$defs", "$comment", "$anchor", "definitions", "title", "description", "default",
     "examples", "deprecated", "readOnly", "writeOnly", "type", "enum", "const", "properties", "required",
     "additionalProperties", "patternProperties", "propertyNames", "minProperties", "maxProperties",
     "dependentRequired", "dependentSchemas", "unevaluatedProperties", "items", "prefixItems", "contains",
