@@ -23,10 +23,12 @@ The stage is deterministic: same facts, versions and admission ⇒ same plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import mul
 from typing import Protocol
 
 from .response import treatments
-from .response.model import ResponseModel
+from .response.model import ResponseModel, _sigmoid
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,25 @@ class Part:
         return out
 
 
-def _grid(ceiling: float, step: float) -> list[float]:
+@lru_cache(maxsize=256)
+def _grid(ceiling: float, step: float) -> tuple[float, ...]:
     ceiling = max(0.0, float(ceiling or 0))
     n = int(ceiling / step + 1e-9)
     grid = [round(i * step, 6) for i in range(n + 1)]
     if grid[-1] < ceiling:
         grid.append(round(ceiling, 6))
-    return grid
+    return tuple(grid)
+
+
+@lru_cache(maxsize=1024)
+def _encodings(term: int, current, human: bool, upsell: bool, grid: tuple) -> tuple:
+    """The renewal treatment at each discount of the grid, split into what every discount shares
+    and what varies: (shared encoding with the varying places zeroed, varying places, each
+    discount's values at those places). Encodings depend on the plan only, not on the account."""
+    encs = [treatments.renewal(term, d, current, human, upsell) for d in grid]
+    varying = tuple(i for i in range(len(encs[0])) if any(e[i] != encs[0][i] for e in encs))
+    shared = tuple(0.0 if i in varying else a for i, a in enumerate(encs[0]))
+    return shared, varying, tuple(tuple(e[i] for i in varying) for e in encs)
 
 
 class Chooser:
@@ -113,19 +127,26 @@ class Chooser:
         with probability `keep` — 1 − the churn fact when the flow names one, else the renewal
         model's own P(renew) without an action — so that a 36-month contract and a 12-month one
         compare."""
+        term_value, further = self._value_parts(inputs, term, keep)
+        return term_value * (1 - discount / 100.0) + further
+
+    def _value_parts(self, inputs: dict, term: int, keep: float | None) -> tuple[float, float]:
+        """(the term's value at list price, the further years' value): a renewal at d points is
+        worth term_value · (1 − d/100) + further."""
         c = self.choice
         arr = float(inputs.get(c.arr_fact) or 0)
         horizon = c.horizon_months or term
-        value = arr * (1 - discount / 100.0) * min(term, horizon) / 12.0
+        term_value = arr * min(term, horizon) / 12.0
         further = max(0, round((horizon - term) / 12))
+        tail = 0.0
         if further:
             churn = inputs.get(c.churn_fact) if c.churn_fact else None
             if isinstance(churn, (int, float)) and not isinstance(churn, bool):
                 keep = min(max(1.0 - float(churn), 0.0), 1.0)
             elif keep is None:
                 keep = 1.0
-            value += arr * sum(keep ** k for k in range(1, further + 1))
-        return value
+            tail = arr * sum(keep ** k for k in range(1, further + 1))
+        return term_value, tail
 
     def _renewal_parts(self, inputs, r_terms, renewals, human: bool, upsell: bool, keep: float):
         """(no renewal offer, each allowed renewal offer at its best discount), given the rest."""
@@ -134,32 +155,39 @@ class Chooser:
                     ResponseModel.probability(r_terms, treatments.renewal(None, 0, current, human, upsell)),
                     self.renewal_value(inputs, int(current or 12), 0.0, keep))
         tops = []
+        base, effects = r_terms
         for o in renewals:
             term = int(o.get("term_months") or current or 12)
-            top = None
-            for d in _grid(o.get("discount") or 0, self.choice.discount_step):
-                p = ResponseModel.probability(r_terms, treatments.renewal(term, d, current, human, upsell))
-                part = Part("renewal", o, d, p, self.renewal_value(inputs, term, d, keep))
-                if top is None or part.ev > top.ev + 1e-9:
-                    top = part
-            tops.append(top)
+            grid = _grid(o.get("discount") or 0, self.choice.discount_step)
+            shared, varying, values = _encodings(term, current, human, upsell, grid)
+            logit = base + sum(e * a for e, a in zip(effects, shared) if a)
+            moving = tuple(effects[i] for i in varying)
+            term_value, further = self._value_parts(inputs, term, keep)
+            top, top_ev = None, None
+            for d, vary in zip(grid, values):
+                p = _sigmoid(logit + sum(map(mul, moving, vary)))
+                ev = p * (term_value * (1 - d / 100.0) + further)
+                if top is None or ev > top_ev + 1e-9:
+                    top, top_ev = (d, p), ev
+            d, p = top
+            tops.append(Part("renewal", o, d, p, term_value * (1 - d / 100.0) + further))
         return none, tops
 
-    def _baseline(self, inputs: dict) -> tuple:
+    def _baseline(self, inputs: dict, z: list | None = None) -> tuple:
         """(the renewal model's terms, P(renew) with no action — the yearly renewal chance beyond
         an offered term — and the expected value of doing nothing)."""
         current = inputs.get("contract.term_months")
-        r_terms = self.renewal.terms(inputs)
+        r_terms = self.renewal.terms(inputs, z)
         keep = ResponseModel.probability(r_terms, treatments.renewal(None, 0, current, False))
         return r_terms, keep, keep * self.renewal_value(inputs, int(current or 12), 0.0, keep)
 
-    def value(self, inputs: dict, offers: list, human_allowed: bool, mandatory: bool) -> dict:
+    def value(self, inputs: dict, offers: list, human_allowed: bool, mandatory: bool, zs=(None, None)) -> dict:
         """For each human choice, the best plan (renewal part, upsell part, value over no action)
         and every option's own value; and the value of doing nothing."""
-        r_terms, keep, base = self._baseline(inputs)
+        r_terms, keep, base = self._baseline(inputs, zs[0])
         renewals = [o for o in offers if o["kind"] == "renewal"]
         upsells = [o for o in offers if o["kind"] == "upsell"] if self.upsell is not None else []
-        u_terms = self.upsell.terms(inputs) if upsells else None
+        u_terms = self.upsell.terms(inputs, zs[1]) if upsells else None
         plans = {}
         for human in ((False, True) if human_allowed or mandatory else (False,)):
             best, options = None, []
@@ -180,10 +208,11 @@ class Chooser:
             plans[human] = (*best, options)
         return {"baseline": base, "plans": plans}
 
-    def _plan_value(self, inputs: dict, r: Part | None, u: Part | None, human: bool) -> float:
-        """One fixed plan's value over no action, on (possibly shifted) facts."""
+    def _plan_value(self, inputs: dict, r: Part | None, u: Part | None, human: bool, zs=(None, None)) -> float:
+        """One fixed plan's value over no action, on (possibly shifted) facts; `zs` the models'
+        feature vectors of those facts when the caller has them."""
         current = inputs.get("contract.term_months")
-        r_terms, keep, base = self._baseline(inputs)
+        r_terms, keep, base = self._baseline(inputs, zs[0])
         up = u is not None and u.offer is not None
         if r is not None and r.offer is not None:
             term = int(r.offer.get("term_months") or current or 12)
@@ -193,7 +222,8 @@ class Chooser:
             p = ResponseModel.probability(r_terms, treatments.renewal(None, 0, current, human, up))
             v = p * self.renewal_value(inputs, int(current or 12), 0.0, keep)
         if up:
-            v += ResponseModel.probability(self.upsell.terms(inputs), treatments.upsell(u.offer["offer"], human)) * u.value
+            v += ResponseModel.probability(self.upsell.terms(inputs, zs[1]),
+                                           treatments.upsell(u.offer["offer"], human)) * u.value
         return v - (self.choice.human_cost if human else 0.0) - base
 
     def choose(self, inputs: dict, offers: list, *, mandatory_human: str | None = None,
@@ -206,13 +236,14 @@ class Chooser:
             later = self._next_checkpoint(inputs, days)
             return self._result(None, None, False, 0.0, {"baseline": 0.0, "plans": {}}, None,
                                 reevaluate=later and {**later, "reason": "nothing is allowed yet"})
-        valued = self.value(inputs, acting, human_allowed, bool(mandatory_human))
+        zs = (self.renewal.vector(inputs), self.upsell and self.upsell.vector(inputs))
+        valued = self.value(inputs, acting, human_allowed, bool(mandatory_human), zs)
         plans = valued["plans"]
         v0 = plans[False][2]
         human_value = plans[True][2] - v0 if True in plans else None
         if not mandatory_human and c.checkpoints and days is not None:
             h = max(plans, key=lambda k: plans[k][2])
-            defer = self._better_later(inputs, (plans[h][0], plans[h][1], h), plans[h][2], days)
+            defer = self._better_later(inputs, (plans[h][0], plans[h][1], h), plans[h][2], days, zs)
             if defer:
                 return self._result(None, None, False, 0.0, valued, None, human_value=human_value,
                                     reevaluate=defer)
@@ -252,15 +283,19 @@ class Chooser:
         at = max(points)
         return {"at_days_to_renewal": int(at), "in_days": int(days - at)}
 
-    def _better_later(self, inputs: dict, plan, now: float, days) -> dict | None:
+    def _better_later(self, inputs: dict, plan, now: float, days, zs) -> dict | None:
         """The checkpoint where the models value the chosen plan highest, when that beats acting
         now by more than the margin (a share of the value now)."""
         r, u, human = plan
         best, at = now + abs(now) * self.choice.defer_margin, None
+        moved = (self.choice.days_fact, self.choice.contact_fact)
+        models = (self.renewal, self.upsell if u is not None and u.offer is not None else None)
         for p in sorted(self.choice.checkpoints, reverse=True):
             if p >= days or p < 0:
                 continue
-            v = self._plan_value(self._shifted(inputs, p), r, u, human)
+            shifted = self._shifted(inputs, p)
+            v = self._plan_value(shifted, r, u, human,
+                                 tuple(m and m.vector(shifted, z, moved) for m, z in zip(models, zs)))
             if v > best + 1e-9:
                 best, at = v, p
         if at is None:

@@ -12,7 +12,8 @@ a slot still ranks accounts by value rather than by arrival:
   conditional UPDATE, so two workers can never take the last slot twice. Mandatory reviews
   always go and are counted apart.
 
-A dry run reads the threshold and the slots left without taking one.
+A dry run reads the threshold and the slots left without taking one (the count it reads is at
+most a second old).
 
 On the decision path the slot is not taken while deciding: `deferred()` admits on the threshold
 and notes the claim, and the decision store applies it in the decision's own transaction
@@ -152,6 +153,7 @@ class QueueCapacity:
         self._windows: dict[str, ValueWindow] = {}
         self._size = window
         self._full: set[tuple[str, str]] = set()
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
     def period(self) -> str:
         return f"{self.period_days}d-{int(self.clock() // (86400 * self.period_days))}"
@@ -168,6 +170,14 @@ class QueueCapacity:
             return None
         q = w.quantile(1.0 - self.share)
         return float("-inf") if q is None or self.share >= 1.0 else q
+
+    def _used(self, queue: str, period: str) -> int:
+        """Slots used, as a dry run reads them: at most one read a second per queue and process."""
+        at = time.monotonic()
+        seen = self._seen.get((queue, period))
+        if seen is None or at - seen[0] >= 1.0:
+            seen = self._seen[(queue, period)] = (at, self.counter.used(queue, period)[0])
+        return seen[1]
 
     def deferred(self) -> "DeferredCapacity":
         """A capacity for one decision: admits as `admit` does and notes the slots to take."""
@@ -200,7 +210,7 @@ class QueueCapacity:
             if (queue, period) in self._full:
                 ok = False
             elif not claim:
-                ok = self.counter.used(queue, period)[0] < self.slots
+                ok = self._used(queue, period) < self.slots
             elif claims is not None:
                 claims.append(SlotClaim(queue, period, self.slots))
                 ok = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from operator import mul
 from pathlib import Path
 
 from .errors import ResponseModelError
@@ -78,6 +79,7 @@ class ResponseModel:
         self.ref = f"{self.name}@{self.version}"
         self.treatments = tuple(doc["treatments"])
         self._features = tuple(_feature_fn(f) for f in doc["features"])
+        self._reads = tuple(frozenset(p for p in (f["fact"], f.get("per")) if p) for f in doc["features"])
         coef = doc["coefficients"]
         self._base = (coef["base"]["intercept"], tuple(coef["base"]["weights"]))
         self._effects = tuple((coef[t]["intercept"], tuple(coef[t]["weights"])) for t in self.treatments)
@@ -87,15 +89,20 @@ class ResponseModel:
         """One feature's standardised value function (training fits the standardisation with it)."""
         return _feature_fn(spec)
 
-    def vector(self, facts: dict) -> list[float]:
-        return [f(facts) for f in self._features]
+    def vector(self, facts: dict, like: list | None = None, changed=()) -> list[float]:
+        """z(facts); given `like` (z of facts that differ only at the paths `changed`), only the
+        features reading those paths are computed again."""
+        if like is None:
+            return [f(facts) for f in self._features]
+        changed = frozenset(changed)
+        return [f(facts) if reads & changed else v for f, reads, v in zip(self._features, self._reads, like)]
 
-    def terms(self, facts: dict) -> tuple[float, tuple[float, ...]]:
-        """(base logit, each treatment's effect on the logit) for one decision's facts."""
-        z = self.vector(facts)
+    def terms(self, facts: dict, z: list | None = None) -> tuple[float, tuple[float, ...]]:
+        """(base logit, each treatment's effect on the logit) for one decision's facts (or its z)."""
+        z = self.vector(facts) if z is None else z
         b0, w0 = self._base
-        base = b0 + sum(w * v for w, v in zip(w0, z))
-        effects = tuple(b + sum(w * v for w, v in zip(ws, z)) for b, ws in self._effects)
+        base = b0 + sum(map(mul, w0, z))
+        effects = tuple(b + sum(map(mul, ws, z)) for b, ws in self._effects)
         return base, effects
 
     @staticmethod
