@@ -28,6 +28,39 @@ class RulesOutcome:
     skipped: list = field(default_factory=list)
 
 
+OFFER_KINDS = ("renewal", "upsell")
+_MEASURES = ("count", "value_total", "value_max", "discount_max")
+# What the decision holds so far, as facts rules can read: over all candidate offers and per kind.
+AGGREGATE_PATHS = tuple(f"offers.{m}" for m in _MEASURES) + tuple(
+    f"offers.{k}.{m}" for k in OFFER_KINDS for m in _MEASURES)
+
+
+def _aggregate(wm: dict, prefix: str, offer: dict, changed: set) -> None:
+    """One more candidate offer counted into the `prefix` measures (a missing value counts 0)."""
+    value, discount = offer["value"] or 0, offer["discount"] or 0
+    updates = {
+        f"{prefix}count": wm.get(f"{prefix}count", 0) + 1,
+        f"{prefix}value_total": round(wm.get(f"{prefix}value_total", 0) + value, 9),
+        f"{prefix}value_max": max(wm.get(f"{prefix}value_max", value), value),
+        f"{prefix}discount_max": max(wm.get(f"{prefix}discount_max", discount), discount),
+    }
+    for path, v in updates.items():
+        if path not in wm or not _identical(wm[path], v):
+            changed.add(path)
+        wm[path] = v
+
+
+def offer_named(name: str, offer: dict) -> bool:
+    """Whether `name` (in a block or a guardrail's offers) names this offer: its code, its kind
+    (renewal, upsell) or `all`."""
+    return name == offer["offer"] or name == "all" or name == offer.get("kind")
+
+
+def blocking(blocks: list, offer: dict):
+    """The first block that names this offer, or None."""
+    return next((b for b in blocks if offer_named(b["offer"], offer)), None)
+
+
 def _num(v):
     return None if v is MISSING else v
 
@@ -104,11 +137,14 @@ def _step(a, rid: str):
 
         def recommend(wm, out, changed, sets):
             v, p, d = _num(value(wm)), _num(propensity(wm)), _num(discount(wm))
-            out.offers.append({
+            made = {
                 "offer": offer, "kind": kind, "discount": d if d is not None else 0,
                 "term_months": _num(term(wm)), "value": v, "propensity": p,
                 "reason": reason(wm), "rule": rid, "params": params(wm),
-            })
+            }
+            out.offers.append(made)
+            _aggregate(wm, "offers.", made, changed)
+            _aggregate(wm, f"offers.{kind}.", made, changed)
         return recommend
     if isinstance(a, Escalate):
         queue, approval, reason = a.queue, a.approval, renderer(a.reason)
@@ -161,6 +197,17 @@ def agenda_items(flow) -> list:
 
 def condition_of(item):
     return item.when if isinstance(item, Rule) else tables.trigger(item)
+
+
+def writes(item) -> frozenset:
+    """Every fact path a firing of `item` may change (a recommendation changes the offers' measures)."""
+    if isinstance(item, Table):
+        return frozenset(o.path for o in item.outputs)
+    out = {a.path for a in item.then if isinstance(a, SetFact)}
+    for a in item.then:
+        if isinstance(a, Recommend):
+            out |= {p for p in AGGREGATE_PATHS if p.count(".") == 1 or p.startswith(f"offers.{a.kind}.")}
+    return frozenset(out)
 
 
 __all__ = ["RulesOutcome", "fire", "firing", "agenda_items", "condition_of", "paths_read"]

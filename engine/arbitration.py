@@ -2,6 +2,8 @@
 most N per kind (default one renewal and one upsell). Ties keep the earlier-fired offer."""
 from __future__ import annotations
 
+from .actions import blocking
+
 
 def expected_value(offer: dict) -> float:
     p, v = offer.get("propensity"), offer.get("value")
@@ -12,13 +14,12 @@ def expected_value(offer: dict) -> float:
 
 def arbitrate(flow, offers: list, blocks: list) -> tuple[list, list]:
     """(selected offers in rank order, dropped offers with the reason)."""
-    blocked = {b["offer"]: b for b in blocks}
     limits = dict(flow.arbitration.max_per_kind)
     dropped, candidates = [], []
     for order, offer in enumerate(offers):
-        if offer["offer"] in blocked:
-            dropped.append({"offer": offer["offer"], "reason": f"blocked by rule {blocked[offer['offer']]['rule']}: "
-                            f"{blocked[offer['offer']]['reason']}"})
+        b = blocking(blocks, offer)
+        if b is not None:
+            dropped.append({"offer": offer["offer"], "reason": f"blocked by rule {b['rule']}: {b['reason']}"})
             continue
         o = dict(offer)
         o["expected_value"] = expected_value(o)

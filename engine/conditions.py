@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .ir import All, Any_, FactRef, Not, Test
+from . import dates
+from .errors import DecisionError
+from .expressions import MISSING as _ABSENT, evaluate, refs
+from .ir import COMPUTED_OPS, All, Any_, Calc, FactRef, Not, Test
 
 MISSING = object()
 
@@ -49,8 +52,67 @@ def _cmp(op: str, a, b) -> bool:
     raise ValueError(op)
 
 
+def calc_holds(c: Calc, wm: dict) -> bool:
+    """Both sides evaluated; dates (ISO text on both sides) compare as calendar values. A side
+    that cannot be computed (a division by zero, a date that is not one) makes the test false,
+    like a missing value: a condition never fails a decision, whichever leaf is looked at first."""
+    try:
+        a, b = evaluate(c.left, wm), evaluate(c.right, wm)
+    except DecisionError:
+        return False
+    if a is _ABSENT or b is _ABSENT:
+        return False
+    if dates.is_temporal(a) and dates.is_temporal(b):
+        return dates.compare(c.op, a, b)
+    return _cmp(c.op, a, b)
+
+
+def element_memory(element) -> dict:
+    """What a condition over one element of a list sees: the element as `item`, and an object's
+    fields by their paths."""
+    wm = flatten_element(element) if isinstance(element, dict) else {}
+    wm["item"] = element
+    return wm
+
+
+def flatten_element(d: dict, prefix: str = "", out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flatten_element(v, f"{prefix}{k}.", out)
+        elif v is not None:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _list_holds(t: Test, wm: dict) -> bool:
+    """The list operators; a missing list is an empty one (no elements, so `any` is false and
+    `all` is true), which is how an author reads "no open tickets"."""
+    v = wm.get(t.path, MISSING)
+    elements = () if v is MISSING else v
+    if t.op == "is_empty":
+        if not isinstance(elements, (list, tuple, str)):
+            return False
+        return (len(elements) == 0) == t.value
+    if not isinstance(elements, (list, tuple)):
+        if t.op == "contains_any" and isinstance(elements, str):
+            return any(isinstance(x, str) and x in elements for x in t.value)
+        return False
+    if t.op == "contains_any":
+        return any(_eq(x, y) for x in elements for y in t.value)
+    if t.op == "any":
+        return any(holds(t.value, element_memory(e)) for e in elements)
+    if t.op == "all":
+        return all(holds(t.value, element_memory(e)) for e in elements)
+    raise ValueError(t.op)
+
+
 def test_holds(t: Test, wm: dict) -> bool:
     op = t.op
+    if op == "calc":
+        return calc_holds(t.value, wm)
+    if op in COMPUTED_OPS:
+        return _list_holds(t, wm)
     if op == "exists":
         return t.path in wm
     if op == "missing":
@@ -143,12 +205,19 @@ def leaves(cond):
         yield from leaves(cond.item)
 
 
+def test_reads(t: Test) -> set[str]:
+    """The fact paths one test reads (an element condition reads only its list)."""
+    if isinstance(t.value, Calc):
+        return refs(t.value.left) | refs(t.value.right)
+    if isinstance(t.value, FactRef):
+        return {t.path, t.value.path}
+    return {t.path}
+
+
 def paths_read(cond) -> set[str]:
     out = set()
     for t in leaves(cond):
-        out.add(t.path)
-        if isinstance(t.value, FactRef):
-            out.add(t.value.path)
+        out |= test_reads(t)
     return out
 
 
@@ -184,6 +253,8 @@ def nnf(cond, negate: bool = False):
         return Test(t.path, "missing", None, t.loc)
     if t.op == "missing":
         return Test(t.path, "exists", None, t.loc)
+    if t.op in COMPUTED_OPS:
+        return Test(t.path, "!" + t.op, t.value, t.loc)  # plain negation: it holds when values are missing
     missing = [Test(t.path, "missing", None, t.loc)]
     if isinstance(t.value, FactRef):
         missing.append(Test(t.value.path, "missing", None, t.loc))
@@ -197,6 +268,8 @@ def nnf(cond, negate: bool = False):
 
 def test_holds_ext(t: Test, wm: dict) -> bool:
     """test_holds plus the internal negated operators nnf introduces."""
+    if t.op.startswith("!"):
+        return not test_holds(Test(t.path, t.op[1:], t.value), wm)
     if t.op in ("ncontains", "nmatches"):
         if t.path not in wm:
             return False

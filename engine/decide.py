@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
+from .actions import blocking
 from .arbitration import arbitrate
 from .choose import Chooser, Unlimited
 from .compile.reference import ReferenceEngine
 from .errors import Diagnostic, RulesetError
-from .facts import FactsModel, flatten
+from .facts import FactsModel, decision_time, flatten
 from .guardrails import apply as apply_guardrails
 from .session import DurableEngine
 
@@ -36,18 +37,28 @@ class Decider:
     def decide(self, facts: dict, **kw) -> dict:
         return self.decide_full(facts, **kw)[0]
 
-    def decide_full(self, facts: dict, *, claim: bool = True, capacity=None) -> tuple[dict, dict]:
-        """(decision, the facts it was made on: validated, with the scores the models added).
+    def decide_full(self, facts: dict, *, claim: bool = True, capacity=None, now=None) -> tuple[dict, dict]:
+        """(decision, the facts it was made on: validated, with the scores the models added and,
+        when the flow reads it, the decision time under `decision`).
 
-        Scores a caller sends are kept, so replaying the recorded facts gives the same decision."""
+        Scores a caller sends are kept, so replaying the recorded facts gives the same decision;
+        so is a decision time, which otherwise is `now` (ISO text) or the clock."""
         tracer = trace.get_tracer("postsale.engine")
+        stamp = None
+        if self.flow.clock:
+            facts, stamp = decision_time(facts, now)
         prepared = self.facts.prepare(facts)
+        if stamp is not None:
+            prepared = {**prepared, "decision": stamp}
         scored = {}
         if self.scoring is not None:
             with tracer.start_as_current_span("score") as span:
                 prepared, results = self.scoring.apply_explained(prepared)
                 if results:
-                    prepared = self.facts.prepare(prepared)
+                    prepared = self.facts.prepare({k: v for k, v in prepared.items()
+                                                   if stamp is None or k != "decision"})
+                    if stamp is not None:
+                        prepared = {**prepared, "decision": stamp}
                     scored = {name: {"value": r.value, "confidence": r.confidence, "model": r.model_version,
                                      "flags": list(r.flags)} for name, r in sorted(results.items())}
                 span.set_attribute("postsale.models", sorted({s["model"] for s in scored.values() if s["model"]}))
@@ -86,11 +97,10 @@ def chooser_for(flow, responses) -> Chooser | None:
 
 
 def _allowed(guarded_offers: list, blocks: list) -> tuple[list, list]:
-    blocked = {b["offer"]: b for b in blocks}
     allowed, dropped, seen = [], [], set()
     for o in guarded_offers:
-        if o["offer"] in blocked:
-            b = blocked[o["offer"]]
+        b = blocking(blocks, o)
+        if b is not None:
             dropped.append({"offer": o["offer"], "reason": f"blocked by rule {b['rule']}: {b['reason']}"})
         elif o["offer"] in seen:
             dropped.append({"offer": o["offer"], "reason": "recommended twice; the first was kept"})

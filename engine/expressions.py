@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
+from . import dates
 from .errors import DecisionError
 from .ir import Expr, FactRef
 
@@ -15,7 +16,9 @@ ARITY = {
     "add": (2, None), "sub": (2, 2), "mul": (2, None), "div": (2, 2),
     "min": (1, None), "max": (1, None), "round": (1, 2), "ceil": (1, 1), "floor": (1, 1), "abs": (1, 1),
     "coalesce": (2, None),
+    "days_between": (2, 2), "add_days": (2, 2), "add_months": (2, 2), "length": (1, 1),
 }
+DATE_OPS = ("days_between", "add_days", "add_months")
 
 MISSING = object()
 
@@ -105,7 +108,23 @@ _IMPL = {
     "ceil": lambda args: math.ceil(round(args[0], 9)),
     "floor": lambda args: math.floor(round(args[0], 9)),
     "abs": lambda args: abs(args[0]),
+    "days_between": lambda args: dates.days_between(args[0], args[1]),
+    "add_days": lambda args: dates.add_days(args[0], _number(args[1])),
+    "add_months": lambda args: dates.add_months(args[0], _number(args[1])),
+    "length": lambda args: _length(args[0]),
 }
+
+
+def _number(x):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{x!r} is not a number")
+    return x
+
+
+def _length(x):
+    if not isinstance(x, (list, str)):
+        raise TypeError(f"{x!r} is not a list")
+    return len(x)
 
 
 def _apply(op: str, args: list):
@@ -116,6 +135,8 @@ def _apply(op: str, args: list):
         return impl(args)
     except TypeError as exc:
         raise DecisionError("expression-type", f"{op} over non-numbers: {exc}") from None
+    except dates.DateError as exc:
+        raise DecisionError("expression-type", f"{op}: {exc}") from None
 
 
 def _clean(x):

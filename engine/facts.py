@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import fastjsonschema
-from jsonschema import Draft202012Validator
+import copy
+from datetime import datetime, timezone
 
+import fastjsonschema
+from jsonschema import Draft202012Validator, FormatChecker
+
+from . import dates
 from .errors import FactProblem, FactsError
 from .pii import PiiPolicy
 
@@ -21,10 +25,20 @@ class PathType:
     type: str  # string | number | integer | boolean | array
     enum: tuple = ()
     items: str | None = None  # element type of an array
+    format: str | None = None  # date | date-time, for text
 
     @property
     def numeric(self) -> bool:
         return self.type in ("number", "integer")
+
+    @property
+    def temporal(self) -> bool:
+        return self.format in ("date", "date-time")
+
+
+# The decision time, a fact of every decision whose flow reads it (see FactsModel.stamp).
+DECISION_PATHS = {"decision.time": PathType("string", format="date-time"),
+                  "decision.date": PathType("string", format="date")}
 
 
 def schema_paths(schema: dict, prefix: str = "") -> dict[str, PathType]:
@@ -47,7 +61,8 @@ def schema_paths(schema: dict, prefix: str = "") -> dict[str, PathType]:
             if t == "array":
                 it = (prop.get("items") or {}).get("type")
                 items = it if isinstance(it, str) else None
-            out[path] = PathType(t, tuple(prop.get("enum", ())), items)
+            fmt = prop.get("format") if prop.get("format") in ("date", "date-time") else None
+            out[path] = PathType(t, tuple(prop.get("enum", ())), items, fmt)
     return out
 
 
@@ -69,6 +84,7 @@ def _coerce(value, schema: dict):
         t = next((x for x in t if x != "null"), None)
     if value is None:
         return None
+    value = dates.normalise(value)
     if t == "object" and isinstance(value, dict):
         props = schema.get("properties") or {}
         return {k: (_coerce(v, props[k]) if k in props else v) for k, v in value.items()}
@@ -90,6 +106,30 @@ def _coerce(value, schema: dict):
     if t == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     return value
+
+
+def _defaults(value, schema: dict):
+    """JSON Schema `default`s filled in for properties a present object lacks (whatever other
+    keywords, such as `format`, the property has), before validation."""
+    if not isinstance(value, dict) or not isinstance(schema, dict):
+        return value
+    for sub in schema.get("allOf", []):
+        value = _defaults(value, sub)
+    props = schema.get("properties") or {}
+    for name, prop in props.items():
+        if not isinstance(prop, dict):
+            continue
+        if name not in value and "default" in prop and prop["default"] is not None:
+            value[name] = copy.deepcopy(prop["default"])
+        if isinstance(value.get(name), dict):
+            _defaults(value[name], prop)
+    return value
+
+
+_formats = FormatChecker(formats=())
+_formats.checks("date", raises=dates.DateError)(lambda v: not isinstance(v, str) or dates.is_date(v) and bool(dates.parse(v)))
+_formats.checks("date-time", raises=dates.DateError)(
+    lambda v: not isinstance(v, str) or dates.is_datetime(v) and bool(dates.parse(v)))
 
 
 def _non_finite(value, path):
@@ -148,7 +188,7 @@ class FactsModel:
     def __init__(self, schema: dict):
         self.schema = schema
         Draft202012Validator.check_schema(schema)
-        self.validator = Draft202012Validator(schema)
+        self.validator = Draft202012Validator(schema, format_checker=_formats)
         self.paths = schema_paths(schema)
         self.pii = PiiPolicy(schema)
         self._fast = None
@@ -160,7 +200,7 @@ class FactsModel:
         """Coerced, validated facts; FactsError lists every problem by JSON path."""
         if not isinstance(facts, dict):
             raise FactsError([FactProblem("$", "facts must be a JSON object")])
-        coerced = _drop_nulls(_coerce(facts, self.schema))
+        coerced = _defaults(_drop_nulls(_coerce(facts, self.schema)), self.schema)
         bad = list(_non_finite(coerced, "$"))
         if bad:
             raise FactsError([FactProblem(p, "not a finite number") for p in bad])
@@ -181,6 +221,27 @@ class FactsModel:
 
     def working_memory(self, facts: dict) -> dict:
         return flatten(self.prepare(facts))
+
+
+def decision_time(facts: dict, now=None) -> tuple[dict, dict]:
+    """(the facts without `decision`, the decision's time as facts): the time the facts carry
+    (a recorded decision being replayed, a test case), else `now` (the request context's
+    `decision_time`), else the clock. Recorded with the facts, so a replay decides at the same time.
+    FactsError at $.decision.time when it is not an ISO date or date-time."""
+    given = facts.get("decision") if isinstance(facts, dict) else None
+    rest = {k: v for k, v in facts.items() if k != "decision"} if isinstance(given, dict) else facts
+    when = None
+    if isinstance(given, dict):
+        when = dates.normalise(given.get("time") or given.get("date"))
+    if when is None:
+        when = dates.normalise(now) if now is not None else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        at = dates.parse(when)
+    except dates.DateError as exc:
+        raise FactsError([FactProblem("$.decision.time", str(exc))]) from None
+    if dates.is_date(when):
+        return rest, {"time": f"{when}T00:00:00Z", "date": when}
+    return rest, {"time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "date": at.date().isoformat()}
 
 
 def flatten(facts: dict, prefix: str = "", out: dict | None = None) -> dict:

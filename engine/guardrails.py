@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import tables
+from .actions import offer_named
 from .conditions import holds_for
 
 
@@ -111,7 +112,7 @@ def _discount_cap(flow, g, inputs, res: GuardrailResult) -> None:
 def _eligibility(g, inputs, res: GuardrailResult) -> None:
     kept = []
     for offer in res.offers:
-        if offer["offer"] in g.offers and not holds_for(g.require, _offer_view(inputs, offer)):
+        if any(offer_named(n, offer) for n in g.offers) and not holds_for(g.require, _offer_view(inputs, offer)):
             reason = f"{offer['offer']} is not eligible: {g.description}"
             res.adjustments.append({"guardrail": g.id, "offer": offer["offer"], "action": g.on_violation,
                                     "reason": reason})

@@ -14,7 +14,10 @@ NO_LOC = Location("<memory>")
 
 COMPARISONS = ("eq", "ne", "lt", "lte", "gt", "gte")
 ORDERING = ("lt", "lte", "gt", "gte")
-OPERATORS = COMPARISONS + ("between", "in", "not_in", "contains", "matches", "exists", "missing")
+LIST_OPS = ("is_empty", "contains_any", "any", "all")
+OPERATORS = COMPARISONS + ("between", "in", "not_in", "contains", "matches", "exists", "missing") + LIST_OPS
+# evaluated in Python by both engines: `calc` compares expressions (dates, lengths, arithmetic)
+COMPUTED_OPS = ("calc",) + LIST_OPS
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,16 @@ class Test:
     op: str
     value: Any = None
     loc: Location = field(default=NO_LOC, compare=False)
+
+
+@dataclass(frozen=True)
+class Calc:
+    """The operand of a `calc` test: `left <op> right`, either side an expression. Comparisons
+    of dates are lowered to it too, so dates compare as calendar values, not as text."""
+
+    op: str  # eq .. gte
+    left: Any
+    right: Any
 
 
 @dataclass(frozen=True)
@@ -263,6 +276,7 @@ class Flow:
     file: str = "<memory>"
     choice: Choice | None = None
     warnings: tuple = field(default=(), compare=False)  # Diagnostics of severity warning, from check
+    clock: bool = False  # something reads decision.time / decision.date, so each decision records it
 
     @property
     def rules(self):

@@ -1,5 +1,8 @@
 """Reason templates: `{fact.path}` with an optional simple format spec, nothing else.
 
+A list prints as its elements joined by ", " (`{tags:join( and )}` picks the separator); a date
+takes a strftime spec (`{contract.renewal_date:%d %b %Y}`).
+
 Built on string.Formatter's parser but not its field lookup: a field name is a whole
 dotted fact path, never an attribute or index access, and conversions are refused.
 """
@@ -9,8 +12,11 @@ import re
 import string
 from functools import lru_cache
 
+from . import dates
+
 _SPEC = re.compile(r"^(?:[<>^]?\d{0,2})?[+-]?,?(?:\.\d{1,2})?[dfe%]?$")
 _PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+_JOIN = re.compile(r"^join(?:\((.{0,10})\))?$")
 _formatter = string.Formatter()
 
 
@@ -32,8 +38,9 @@ def fields(template: str) -> list[tuple[str, str]]:
             raise TemplateError(f"'{{{name}!{conversion}}}': conversions are not allowed")
         if not _PATH.match(name or ""):
             raise TemplateError(f"'{{{name}}}' is not a fact path (only names like account.arr are allowed)")
-        if spec and not _SPEC.match(spec):
-            raise TemplateError(f"'{{{name}:{spec}}}': format spec not allowed (use e.g. :.2f, :,, :.0%)")
+        if spec and not (_SPEC.match(spec) or _JOIN.match(spec) or dates.valid_format(spec)):
+            raise TemplateError(f"'{{{name}:{spec}}}': format spec not allowed (use e.g. :.2f, :,, :.0%, "
+                                ":%d %b %Y for a date, :join or :join( / ) for a list)")
         out.append((name, spec or ""))
     return out
 
@@ -58,16 +65,37 @@ def renderer(template: str):
             if name not in wm:
                 parts.append(f"<{name}?>")
                 continue
-            value = wm[name]
-            try:
-                parts.append(format(value, spec) if spec else _plain(value))
-            except (ValueError, TypeError):
-                parts.append(_plain(value))
+            parts.append(formatted(wm[name], spec))
         return "".join(parts)
     return run
 
 
+def formatted(value, spec: str = "") -> str:
+    """One value as a reason shows it: the author's notation, never Python's."""
+    if not spec:
+        return _plain(value)
+    join = _JOIN.match(spec)
+    if join:
+        sep = join.group(1) if join.group(1) is not None else ", "
+        return sep.join(_plain(x) for x in value) if isinstance(value, list) else _plain(value)
+    if "%" in spec and dates.valid_format(spec):
+        try:
+            return dates.render(value, spec)
+        except dates.DateError:
+            return _plain(value)
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError):
+        return _plain(value)
+
+
 def _plain(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(_plain(x) for x in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    if value is None:
+        return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():

@@ -124,7 +124,7 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     deferred = getattr(rt.capacity, "deferred", None)
     capacity = deferred() if deferred is not None and not cmd.dry_run else None
     while True:
-        result, decided = _rules(rt, decider, facts, cmd.dry_run, capacity)
+        result, decided = _rules(rt, decider, facts, cmd.dry_run, capacity, cmd.context.get("decision_time"))
         cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
         if cmd.dry_run:
@@ -155,10 +155,10 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     return Decided(body=body, status=201, decision=decision, recorded=True, at=at)
 
 
-def _rules(rt, decider, facts, dry_run, capacity):
+def _rules(rt, decider, facts, dry_run, capacity, now=None):
     """(result with its citations, the facts decided on): the engine's part of the path."""
     try:
-        result, decided = decider.decide_full(facts, claim=not dry_run, capacity=capacity)
+        result, decided = decider.decide_full(facts, claim=not dry_run, capacity=capacity, now=now)
     except FactsError as exc:
         raise InvalidRequest(_paths(exc), "the facts do not fit the flow's facts schema", raw=exc.problems) from None
     except DecisionError as exc:

@@ -24,13 +24,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..actions import agenda_items, condition_of
-from ..conditions import nnf, paths_read, test_holds_ext
+from ..actions import agenda_items, condition_of, writes as _writes
+from ..conditions import nnf, paths_read, test_holds_ext, test_reads
 from . import limits
 from ..errors import Diagnostic, Location, RulesetError
-from ..ir import All, Any_, FactRef, Rule, SetFact, Table, Test
+from ..ir import COMPUTED_OPS, All, Any_, FactRef, Rule, SetFact, Table, Test
 
-PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"}
+PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"} | set(COMPUTED_OPS) | {"!" + o for o in COMPUTED_OPS}
 _FIXED = ("sid", "id", "k", "_e")
 _ABSENT = object()  # the properties every working fact may carry besides its fields
 
@@ -113,14 +113,15 @@ class Part:
                         doc["_e"] = 1
                 else:
                     doc.pop(key, None)
-        for key, test in self.python_tests:
-            if test.path in changed:
+        for key, test, reads in self._python:
+            if not reads.isdisjoint(changed):
                 doc[key] = 1 if test_holds_ext(test, wm) else 0
         for i in fired_since:
             doc[f"__f{i}"] = 1
 
     def __post_init__(self):
         self._keys = frozenset(k for _, k in self.fields)
+        self._python = tuple((k, t, frozenset(test_reads(t))) for k, t in self.python_tests)
 
 
 @dataclass
@@ -227,12 +228,6 @@ def _conjuncts(expr) -> list:
     return eq + rest
 
 
-
-
-def _writes(item) -> frozenset:
-    if isinstance(item, Table):
-        return frozenset(o.path for o in item.outputs)
-    return frozenset(a.path for a in item.then if isinstance(a, SetFact))
 
 
 @dataclass

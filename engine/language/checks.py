@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 
+from .. import dates
+from ..actions import OFFER_KINDS
 from ..catalog import ACTION_TYPES
 from ..conditions import leaves, paths_read
 from ..errors import Collector
 from ..expressions import refs
 from ..facts import PathType
-from ..ir import All, FactRef, Recommend, RequestAction, SetFact, Test
+from ..ir import All, Calc, Expr, FactRef, Recommend, RequestAction, SetFact, Test
 from ..tables import trigger
 from .satisfiable import satisfiable, witness
 
@@ -39,13 +41,71 @@ def _hint(name, candidates) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def value_type(v, known: dict, problems: list) -> str | None:
+    """The kind of an expression's value (number, date, string, boolean, array), None when it
+    cannot be told; what is wrong with it goes to `problems`."""
+    if isinstance(v, FactRef):
+        pt = known.get(v.path)
+        if pt is None:
+            problems.append(("unknown-fact", f"'{v.path}' is not a known fact" + _hint(v.path, known)))
+            return None
+        return "date" if pt.temporal else "number" if pt.numeric else pt.type
+    if isinstance(v, Expr):
+        kinds = [value_type(a, known, problems) for a in v.args]
+        if v.op == "coalesce":
+            return next((k for k in kinds if k is not None), None)
+        want = {"days_between": ("date", "date"), "add_days": ("date", "number"), "add_months": ("date", "number"),
+                "length": ("array",)}.get(v.op)
+        for i, k in enumerate(kinds):
+            need = want[i] if want else "number"
+            if k is not None and k != need and not (need == "array" and k == "string"):
+                if want is None and isinstance(v.args[i], FactRef):
+                    problems.append(("type", f"arithmetic over '{v.args[i].path}', which is "
+                                     f"{known[v.args[i].path].type}"))
+                    continue
+                problems.append(("type", f"'{v.op}' takes {'a ' + need if need != 'array' else 'a list'} as argument "
+                                 f"{i + 1}; it gets {'a ' + k if k != 'array' else 'a list'}"))
+        return "date" if v.op in ("add_days", "add_months") else "number"
+    if isinstance(v, str) and dates.is_temporal(v):
+        return "date"
+    if isinstance(v, list):
+        return "array"
+    return _type_of(v)
+
+
+def _check_calc(t: Test, known: dict, errors: Collector) -> None:
+    c: Calc = t.value
+    problems: list = []
+    a, b = value_type(c.left, known, problems), value_type(c.right, known, problems)
+    for code, message in problems:
+        errors.error(t.loc, code, message)
+    if problems or a is None or b is None:
+        return
+    if a != b:
+        errors.error(t.loc, "type", f"a {a} is compared with a {b}" + (
+            " (a number of days is days_between of two dates)" if {a, b} == {"date", "number"} else ""))
+    elif c.op in ORDER_OPS and a not in ("number", "date"):
+        errors.error(t.loc, "type", f"'{c.op}' orders numbers and dates; this compares {a} values")
+
+
 def check_test(t: Test, known: dict, errors: Collector) -> None:
+    if t.op == "calc":
+        _check_calc(t, known, errors)
+        return
     pt = known.get(t.path)
     if pt is None:
         errors.error(t.loc, "unknown-fact", f"'{t.path}' is not in the facts schema and no rule derives it"
                      + _hint(t.path, known))
         return
     if t.op in ("exists", "missing"):
+        return
+    if t.op in ("is_empty", "contains_any", "any", "all"):
+        if pt.type != "array" and not (pt.type == "string" and t.op in ("is_empty", "contains_any")):
+            errors.error(t.loc, "type", f"'{t.op}' works on a list; '{t.path}' is {pt.type}")
+        elif t.op == "contains_any" and pt.items:
+            for v in t.value:
+                if not _compatible(PathType(pt.items), _type_of(v)):
+                    errors.error(t.loc, "type", f"'{t.path}' holds {pt.items} items; {v!r} is {_type_of(v)}")
         return
     if isinstance(t.value, FactRef):
         other = known.get(t.value.path)
@@ -198,12 +258,11 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
                         errors.error(a.loc, "type", f"coalesce mixes {', '.join(sorted(kinds))}")
                     vt = kinds.pop() if len(kinds) == 1 else None
                 else:
-                    vt = "number"
-                    for r in refs(v):
-                        if r not in known:
-                            errors.error(a.loc, "unknown-fact", f"'{r}' is not a known fact" + _hint(r, known))
-                        elif not known[r].numeric:
-                            errors.error(a.loc, "type", f"arithmetic over '{r}', which is {known[r].type}")
+                    problems: list = []
+                    vt = value_type(v, known, problems)
+                    vt = "string" if vt == "date" else vt
+                    for code, message in problems:
+                        errors.error(a.loc, code, message)
                 if pt and vt and not (pt.numeric and vt in ("number", "integer")) and pt.type != vt:
                     errors.error(a.loc, "type", f"'{a.path}' is derived as {pt.type} elsewhere; here it is set to {vt}")
             elif isinstance(a, RequestAction) and a.type not in ACTION_TYPES:
@@ -370,7 +429,7 @@ def _check_guardrails(flow, known, input_types, recommended, derived, fdoc, erro
                 else:
                     check_test(t, {**input_types, **OFFER_FIELDS}, errors)
             for o in g.offers:
-                if o not in recommended:
+                if o not in recommended and o not in ("all",) + OFFER_KINDS:
                     errors.error(g.loc, "guardrail", f"offer '{o}' is never recommended by a rule in this flow"
                                  + _hint(o, recommended))
             for a in g.actions:

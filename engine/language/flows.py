@@ -16,8 +16,12 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..errors import Collector, Location, RulesetError
-from ..facts import PathType, schema_paths
-from ..ir import Arbitration, Choice, Flow, Guardrail, Ruleset, Expr, FactRef
+from ..actions import AGGREGATE_PATHS
+from .. import dates
+from ..conditions import leaves, test_reads
+from ..expressions import refs
+from ..facts import DECISION_PATHS, PathType, schema_paths
+from ..ir import COMPARISONS, Arbitration, Calc, Choice, Flow, Guardrail, Ruleset, Expr, FactRef, Test, All, Any_, Not
 from ..loader import Document, parse_yaml
 from . import schemas
 from .checks import check_flow
@@ -157,6 +161,8 @@ def _derived_types(rulesets_raw, lowered_rules, known: dict) -> dict:
                 t = (known.get(first.path) or out.get(first.path)) if isinstance(first, FactRef) else None
                 if t is None and not isinstance(first, (FactRef, Expr)):
                     t = PathType({bool: "boolean", str: "string"}.get(type(first), "number"))
+            elif isinstance(v, Expr) and v.op in ("add_days", "add_months"):
+                t = PathType("string", format="date")
             elif isinstance(v, Expr):
                 t = PathType("number")
             elif isinstance(v, FactRef):
@@ -266,7 +272,7 @@ def load_flow(sources: Sources) -> Flow:
         if s not in distinct:
             distinct.append(s)
     flow_schema = distinct[0] if len(distinct) == 1 else {"allOf": distinct} if distinct else {"type": "object"}
-    input_types = schema_paths(flow_schema)
+    input_types = {**DECISION_PATHS, **schema_paths(flow_schema)}
 
     lowerers, rules_by_doc = {}, {}
     for doc in docs:
@@ -283,6 +289,11 @@ def load_flow(sources: Sources) -> Flow:
     derived = _derived_types(docs, all_rules, input_types)
     for p, t in table_types.items():
         derived.setdefault(p, t)
+    for p in AGGREGATE_PATHS:
+        derived.setdefault(p, PathType("number"))
+    temporal = frozenset(p for p, t in {**derived, **input_types}.items() if t.temporal)
+    for doc in docs:
+        rules_by_doc[doc.file] = [dataclasses.replace(r, when=dated(r.when, temporal)) for r in rules_by_doc[doc.file]]
     numeric = frozenset(p for p, t in {**derived, **input_types}.items() if t.numeric)
 
     rulesets = []
@@ -294,7 +305,7 @@ def load_flow(sources: Sources) -> Flow:
         for i, node in enumerate(doc.data.get("tables") or []):
             t = lw.table(node, doc.data["ruleset"], ("tables", i))
             if t is not None:
-                tables.append(t)
+                tables.append(dataclasses.replace(t, when=dated(t.when, temporal)) if t.when is not None else t)
         rulesets.append(Ruleset(doc.data["ruleset"], doc.data["description"], doc.data["owner"],
                                 schemas_by_doc.get(doc.file, {}), tuple(rules_by_doc[doc.file]),
                                 tuple(tables), doc.file))
@@ -302,7 +313,10 @@ def load_flow(sources: Sources) -> Flow:
     guardrails = []
     glw = Lowerer(fdoc, errors)
     for i, g in enumerate(fdata.get("guardrails") or []):
-        guardrails.append(_guardrail(glw, g, ("guardrails", i)))
+        gr = _guardrail(glw, g, ("guardrails", i))
+        if gr is not None:
+            gr = dataclasses.replace(gr, when=dated(gr.when, temporal), require=dated(gr.require, temporal))
+        guardrails.append(gr)
     arb = fdata.get("arbitration") or {}
     per_kind = {"renewal": 1, "upsell": 1, **(arb.get("max_per_kind") or {})}
     arbitration = Arbitration(tuple(sorted(per_kind.items())), arb.get("rank_by", "expected_value"))
@@ -325,11 +339,52 @@ def load_flow(sources: Sources) -> Flow:
         facts_schema=flow_schema, version=sources.digest(used_files),
         max_firings=int(fdata.get("max_firings", 1000)), file=fdoc.file,
     )
+    flow = dataclasses.replace(flow, clock=reads_clock(flow, lowerers.values(), glw))
     if not any(d.code in ("yaml-syntax", "schema") for d in errors.items):
         check_flow(flow, input_types, derived, [lw.templates for lw in lowerers.values()] + [glw.templates],
                    docs, fdoc, errors)
     errors.raise_if_any()
     return dataclasses.replace(flow, warnings=tuple(sorted(set(errors.warnings))))
+
+
+def dated(cond, temporal: frozenset):
+    """Comparisons that involve a date fact or a date literal become `calc` tests, so both
+    engines compare dates as calendar values (a date with a date-time too), never as text."""
+    if cond is None:
+        return None
+    if isinstance(cond, (All, Any_)):
+        return dataclasses.replace(cond, items=tuple(dated(c, temporal) for c in cond.items))
+    if isinstance(cond, Not):
+        return dataclasses.replace(cond, item=dated(cond.item, temporal))
+    t = cond
+    if t.op not in COMPARISONS:
+        return t
+    other = t.value
+    is_date = t.path in temporal or (isinstance(other, FactRef) and other.path in temporal) or (
+        isinstance(other, str) and dates.is_temporal(other) and t.path in temporal)
+    if not is_date:
+        return t
+    return Test(t.path, "calc", Calc(t.op, FactRef(t.path), other), t.loc)
+
+
+def reads_clock(flow, lowerers, glw) -> bool:
+    """Whether anything in the flow reads the decision time (decision.time / decision.date)."""
+    paths = set()
+    conds = [r.when for r in flow.rules] + [t.when for t in flow.tables] + \
+        [g.when for g in flow.guardrails] + [g.require for g in flow.guardrails]
+    for c in conds:
+        for t in leaves(c) if c is not None else ():
+            paths |= test_reads(t)
+    for r in flow.rules:
+        for a in r.then:
+            for v in [getattr(a, f, None) for f in ("value", "discount", "term_months", "propensity")] + \
+                    [pv for _, pv in getattr(a, "params", ())]:
+                paths |= refs(v)
+    for t in flow.tables:
+        paths |= set(t.inputs)
+    for lw in list(lowerers) + [glw]:
+        paths |= {p for p, _ in lw.templates}
+    return any(p in DECISION_PATHS for p in paths)
 
 
 def _choice(node: dict | None, fdoc) -> Choice | None:

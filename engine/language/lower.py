@@ -5,11 +5,12 @@ from __future__ import annotations
 import difflib
 import re
 
+from .. import dates
 from ..errors import Collector, Location
-from ..expressions import ARITY
+from ..expressions import ARITY, DATE_OPS, refs as refs_of
 from ..ir import (
-    All, Any_, Block, Escalate, Expr, FactRef, Not, Output, Recommend, RequestAction, Row, Rule,
-    SetFact, Table, Test, OPERATORS,
+    All, Any_, Block, Calc, COMPARISONS, Escalate, Expr, FactRef, Not, Output, Recommend, RequestAction, Row,
+    Rule, SetFact, Table, Test, OPERATORS,
 )
 from ..loader import Document
 from ..tables import CellError, parse_cell
@@ -60,7 +61,7 @@ class Lowerer:
         if not isinstance(node, dict):
             self.err(path, "condition", "a condition is a mapping ({fact: ..., gte: ...}) or all / any / not")
             return None
-        combinators = [k for k in ("all", "any", "not") if k in node]
+        combinators = [k for k in ("all", "any", "not") if k in node and "fact" not in node and "value" not in node]
         if combinators:
             if len(node) != 1:
                 self.err(path, "condition", f"'{combinators[0]}' must stand alone in its mapping; found also: "
@@ -81,6 +82,8 @@ class Lowerer:
 
     def test(self, node: dict, path):
         loc = self.at(path)
+        if "value" in node and "fact" not in node:
+            return self.calc_test(node, path)
         if "fact" not in node:
             self.err(path, "condition", "a test needs 'fact: <path>' and one operator "
                      f"({', '.join(OPERATORS)}), or all / any / not")
@@ -112,10 +115,14 @@ class Lowerer:
             if raw is False:
                 op = "missing" if op == "exists" else "exists"
             return Test(fact, op, None, loc)
+        raw = dates.normalise(raw)
         if op in ("eq", "ne", "lt", "lte", "gt", "gte"):
             if isinstance(raw, dict):
-                if set(raw) != {"fact"} or not isinstance(raw["fact"], str) or not PATH.match(raw["fact"]):
-                    self.err(vpath, "operand", "compare with a literal or with another fact: {fact: path}")
+                if set(raw) != {"fact"}:
+                    right = self.value(raw, vpath)
+                    return Test(fact, "calc", Calc(op, FactRef(fact), right), loc) if right is not None else None
+                if not isinstance(raw["fact"], str) or not PATH.match(raw["fact"]):
+                    self.err(vpath, "operand", "compare with a literal, another fact {fact: path}, or an expression")
                     return None
                 return Test(fact, op, FactRef(raw["fact"]), loc)
             if not isinstance(raw, SCALAR) or raw is None:
@@ -144,6 +151,23 @@ class Lowerer:
                 self.err(vpath, "operand", "'contains' takes one value")
                 return None
             return Test(fact, op, raw, loc)
+        if op == "is_empty":
+            if not isinstance(raw, bool):
+                self.err(vpath, "operand", "'is_empty' takes true or false")
+                return None
+            return Test(fact, op, raw, loc)
+        if op == "contains_any":
+            if not isinstance(raw, list) or not raw or not all(isinstance(x, SCALAR) for x in raw):
+                self.err(vpath, "operand", "'contains_any' takes a non-empty list of values")
+                return None
+            return Test(fact, op, tuple(raw), loc)
+        if op in ("any", "all"):
+            if not isinstance(raw, (dict, list)):
+                self.err(vpath, "operand", f"'{op}' takes a condition over one element (its fields by name, "
+                         "or the element itself as 'item')")
+                return None
+            inner = self.condition(raw, vpath)
+            return Test(fact, op, inner, loc) if inner is not None else None
         if op == "matches":
             if not isinstance(raw, str):
                 self.err(vpath, "operand", "'matches' takes a regular expression (text)")
@@ -155,6 +179,24 @@ class Lowerer:
                 return None
             return Test(fact, op, raw, loc)
         return None  # pragma: no cover
+
+    def calc_test(self, node: dict, path):
+        """`{value: <expression>, <comparison>: <value>}`: both sides computed."""
+        ops = [k for k in node if k != "value"]
+        if len(ops) != 1 or ops[0] not in COMPARISONS:
+            self.err(path, "operator", "a test on a computed value has one comparison "
+                     f"({', '.join(COMPARISONS)}); got {', '.join(ops) or 'none'}")
+            return None
+        op = ops[0]
+        left = self.value(node["value"], path + ("value",))
+        right = self.value(dates.normalise(node[op]), path + (op,))
+        if left is None or right is None:
+            return None
+        reads = sorted(refs_of(left) | refs_of(right))
+        if not reads:
+            self.err(path, "condition", "a computed test must read at least one fact")
+            return None
+        return Test(reads[0], "calc", Calc(op, left, right), self.at(path))
 
     # ---- values ----
     def value(self, node, path):
@@ -179,9 +221,13 @@ class Lowerer:
                     values = [self.value(a, sub + ((i,) if isinstance(raw, list) else ())) for i, a in enumerate(args)]
                     if any(v is None for v in values):
                         return None
-                    for v, a in zip(values, args):
-                        if op == "coalesce":
-                            break
+                    for k, (v, a) in enumerate(zip(values, args)):
+                        if op in ("coalesce", "length") or (op in DATE_OPS and (k == 0 or op == "days_between")):
+                            if op in DATE_OPS and isinstance(v, str) and not dates.is_temporal(v):
+                                self.err(sub, "expression", f"'{op}' works on dates; {_yaml(a)} is not an ISO "
+                                         "date (2026-03-31) or date-time")
+                                return None
+                            continue
                         if not isinstance(v, (FactRef, Expr)) and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
                             self.err(sub, "expression", f"'{op}' works on numbers; {_yaml(a)} is not one")
                             return None
@@ -194,7 +240,7 @@ class Lowerer:
         if node is None:
             self.err(path, "expression", "a value cannot be empty (null)")
             return None
-        return node
+        return dates.normalise(node)
 
     def template(self, text, path) -> str:
         if text is None:

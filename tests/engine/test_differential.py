@@ -10,7 +10,7 @@ from engine.compile.durable import compile_flow
 from engine.compile.reference import ReferenceEngine
 from engine.errors import DecisionError
 from engine.ir import (
-    All, Any_, Arbitration, Escalate, Expr, FactRef, Flow, Not, Output, Recommend, Row, Rule, Ruleset,
+    All, Any_, Arbitration, Block, Calc, Escalate, Expr, FactRef, Flow, Not, Output, Recommend, Row, Rule, Ruleset,
     SetFact, Table, Test, Cell,
 )
 from engine.session import DurableEngine
@@ -59,7 +59,46 @@ def other_test():
     )
 
 
-leaf = st.one_of(num_test(), str_test(), other_test())
+DATES = ["2026-01-31", "2026-02-28", "2026-03-01", "2026-03-01T23:30:00Z", "2026-03-02T00:10:00+01:00", "2027-01-31"]
+DATE_PATHS = ["in.d1", "in.d2", "d.date"]
+ITEMS = [{"kind": "p1", "open": True}, {"kind": "p2", "open": True}, {"kind": "p1", "open": False}, {"kind": "p3"}]
+AGGREGATES = ["offers.count", "offers.value_total", "offers.upsell.value_max", "offers.renewal.discount_max"]
+date_value = st.one_of(st.sampled_from(DATES), st.builds(FactRef, st.sampled_from(DATE_PATHS)),
+                       st.builds(lambda p, n, op: Expr(op, (FactRef(p), n)), st.sampled_from(DATE_PATHS),
+                                 st.sampled_from([-30, -1, 0, 1, 12]), st.sampled_from(["add_days", "add_months"])))
+days = st.builds(lambda a, b: Expr("days_between", (FactRef(a), b)), st.sampled_from(DATE_PATHS),
+                 st.one_of(st.sampled_from(DATES), st.builds(FactRef, st.sampled_from(DATE_PATHS))))
+comparison = st.sampled_from(["eq", "ne", "lt", "lte", "gt", "gte"])
+
+
+def computed_test():
+    """Dates, durations, lists and the offers' measures: evaluated in Python by both engines,
+    re-evaluated when any fact they read changes."""
+    element = st.one_of(
+        st.builds(lambda v: Test("kind", "eq", v), st.sampled_from(["p1", "p2"])),
+        st.builds(lambda v: Test("open", "eq", v), st.booleans()),
+        st.builds(lambda v: Test("item", "eq", v), st.sampled_from(STRS)),
+    )
+    return st.one_of(
+        st.builds(lambda p, op, v: Test(p, "calc", Calc(op, FactRef(p), v)), st.sampled_from(DATE_PATHS), comparison,
+                  date_value),
+        st.builds(lambda d, op, n: Test("in.d1", "calc", Calc(op, d, n)), days, comparison,
+                  st.sampled_from([-1, 0, 1, 28, 30, 60])),
+        st.builds(lambda p, op, n: Test(p, "calc", Calc(op, Expr("length", (FactRef(p),)), n)),
+                  st.sampled_from([LIST_PATH, "in.items"]), comparison, st.sampled_from([0, 1, 2])),
+        st.builds(lambda p, b: Test(p, "is_empty", b), st.sampled_from([LIST_PATH, "in.items", "d.list"]), st.booleans()),
+        st.builds(lambda vs: Test(LIST_PATH, "contains_any", tuple(vs)), st.lists(st.sampled_from(STRS), min_size=1,
+                                                                                   max_size=2)),
+        st.builds(lambda op, c: Test("in.items", op, c), st.sampled_from(["any", "all"]), element),
+        st.builds(lambda op, c: Test(LIST_PATH, op, c), st.sampled_from(["any", "all"]), element),
+        st.builds(lambda p, op, n: Test(p, op, n), st.sampled_from(AGGREGATES), st.sampled_from(["gt", "gte", "eq"]),
+                  st.sampled_from([0, 1, 2, 10])),
+        st.builds(lambda op, r: Test("offers.value_total", "calc", Calc(op, Expr("div", (FactRef(
+            "offers.upsell.value_total"), FactRef("in.a"))), r)), comparison, st.sampled_from([0, 0.5, 1])),
+    )
+
+
+leaf = st.one_of(num_test(), str_test(), other_test(), computed_test())
 condition = st.recursive(
     leaf,
     lambda children: st.one_of(
@@ -76,9 +115,14 @@ set_action = st.one_of(
               st.sampled_from(["in.a", "in.b"]), num),
     st.builds(lambda v: SetFact("d.s1", v), st.sampled_from(STRS)),
     st.builds(lambda v: SetFact("d.b1", v), st.booleans()),
+    st.builds(lambda v: SetFact("d.date", v), date_value),
+    st.builds(lambda d: SetFact("d.n2", d), days),
 )
 other_action = st.one_of(
     st.builds(lambda o, d: Recommend(o, "renewal", d), st.sampled_from(["o1", "o2"]), num),
+    st.builds(lambda o, v: Recommend(o, "upsell", 0, value=v), st.sampled_from(["u1", "u2"]),
+              st.one_of(st.none(), num, st.builds(FactRef, st.sampled_from(["in.a", "in.b"])))),
+    st.builds(lambda o: Block(o, "blocked: {in.tags} by {in.d1:%d %b %Y}"), st.sampled_from(["o1", "u1", "upsell", "all"])),
     st.builds(lambda q: Escalate(q, "because {in.a}"), st.sampled_from(["csm", "finance"])),
 )
 
@@ -126,6 +170,8 @@ facts = st.fixed_dictionaries({
     "in.a": value_or_missing(NUMS), "in.b": value_or_missing(NUMS), "in.e": value_or_missing([0, 1, 2, 90, 91]),
     "in.c": value_or_missing(STRS), "in.name": value_or_missing(STRS), "in.flag": st.one_of(st.none(), st.booleans()),
     "in.tags": st.one_of(st.none(), st.lists(st.sampled_from(STRS), max_size=3)),
+    "in.d1": value_or_missing(DATES), "in.d2": value_or_missing(DATES),
+    "in.items": st.one_of(st.none(), st.lists(st.sampled_from(ITEMS), max_size=3)),
 }).map(lambda d: {k: v for k, v in d.items() if v is not None})
 
 
