@@ -1,6 +1,7 @@
 """`postsale replay`: recorded decisions decided again on the rules on disk, before they ship.
 
     postsale replay [--flow F] [--rules DIR] [--since T] [--limit N] [--json] [--fail-on-change]
+    postsale replay DECISION_ID [--json]   one decision, on the version it was recorded with
 
 Exit codes: 0 replayed (changes are reported, not failures), 1 the rules or the database are
 not usable, 2 with --fail-on-change when any decision would change or could not be decided
@@ -20,6 +21,8 @@ OK, FAILED, CHANGED = 0, 1, 2
 def add_subcommands(subparsers) -> None:
     r = subparsers.add_parser("replay", help="decide recorded decisions again on the rules on disk, and show "
                                              "what would change")
+    r.add_argument("decision", nargs="?", help="one decision's id: decide it again on the ruleset version it "
+                                               "was recorded with (from the database) and show any difference")
     r.add_argument("--flow", default="renewal", help="the flow (default renewal)")
     r.add_argument("--rules", help="the rules folder holding the flow (default: POSTSALE_RULES)")
     r.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
@@ -40,6 +43,8 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from cli.support import database_unusable, response_models, session_factory
     from adapters.store.decisions import DecisionStore
     out = out or sys.stdout
+    if getattr(args, "decision", None):
+        return replay_one(args.decision, args.json, out, factory)
     since = args.since
     if not 1 <= args.limit <= 1_000_000:
         print("postsale: --limit takes 1 to 1,000,000", file=sys.stderr)
@@ -66,3 +71,54 @@ def cmd_replay(args, out=None, factory=None) -> int:
     else:
         out.write(report_text(report))
     return CHANGED if args.fail_on_change and (report.changed or report.failed) else OK
+
+
+def replay_one(decision_id: str, as_json: bool, out=None, factory=None) -> int:
+    """Decide one recorded decision again on the sources of the version it was recorded with
+    (ruleset_versions), from its recorded facts (scores and feature snapshot included) and its
+    recorded capacity admission: 0 reproduced, 2 a difference, 1 unusable."""
+    from sqlalchemy import select
+
+    from adapters.store.models import Decision as Row, RulesetVersion
+    from cli.support import database_unusable, response_models, session_factory
+    from engine.choose import Recorded
+    from engine.decide import Decider
+    from engine.errors import RulesetError
+    from engine.language.flows import Sources, load_flow
+    from engine.replay import _admitted, differences
+    try:
+        with (factory or session_factory())() as s:
+            row = s.get(Row, decision_id)
+            version = None if row is None else s.scalars(
+                select(RulesetVersion).where(RulesetVersion.flow == row.flow,
+                                             RulesetVersion.version == row.ruleset_version)
+                .order_by(RulesetVersion.id.desc()).limit(1)).first()
+    except Exception as exc:  # noqa: BLE001 - one clear line
+        return database_unusable(exc, "database", FAILED)
+    if row is None:
+        print(f"postsale: no decision {decision_id}", file=sys.stderr)
+        return FAILED
+    if version is None:
+        print(f"postsale: the sources of {row.flow} version {row.ruleset_version} were never recorded",
+              file=sys.stderr)
+        return FAILED
+    try:
+        decider = Decider(load_flow(Sources(f"rules/{row.flow}", dict(version.sources))), responses=response_models())
+    except RulesetError as exc:
+        for d in exc.diagnostics:
+            print(d, file=sys.stderr)
+        return FAILED
+    try:
+        again = decider.decide(row.facts, claim=False, capacity=Recorded(_admitted(row.result)))
+    finally:
+        decider.close()
+    out = out or sys.stdout
+    changes = differences(row.result, again)
+    report = {"id": decision_id, "flow": row.flow, "version": row.ruleset_version, "reproduced": not changes,
+              "changes": changes}
+    if as_json:
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        print(f"decision {decision_id} ({row.flow} version {row.ruleset_version}): " +
+              ("reproduced" if not changes else "differs: " + "; ".join(changes)), file=out)
+    return OK if not changes else CHANGED

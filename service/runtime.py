@@ -170,7 +170,8 @@ class Runtime:
     def reload(self, actor: str | None, only=None) -> list[dict]:
         """Load rules/ from disk; all flows must compile or nothing changes (RulesetError)."""
         loaded, problems = {}, []
-        for name, d in self.flow_dirs().items():
+        dirs = self.flow_dirs()
+        for name, d in dirs.items():
             if only is not None and name not in only:
                 continue
             sources = read_sources(d)
@@ -194,7 +195,9 @@ class Runtime:
                         changes.append({"flow": name, "version": flow.version, "changed": False})
                         continue
                     s.add(RulesetVersion(flow=name, version=flow.version, sources=sources, actor=actor, created_at=now()))
-                    audit(s, actor, "ruleset.activated", name, {"version": flow.version, "previous": live})
+                    from adapters.git import commit_of
+                    audit(s, actor, "ruleset.activated", name, {"version": flow.version, "previous": live,
+                                                                "git": commit_of(dirs[name])})
                     changes.append({"flow": name, "version": flow.version, "changed": True, "previous": live})
             for name, (flow, _) in loaded.items():
                 current = self.deciders.get(name)
