@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_signals.py
 	$(PY) bench/bench_streams.py --events 10000 --accounts 500 --repeat 2
 	$(PY) bench/bench_kpis.py
+	$(PY) bench/bench_choose.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
