@@ -91,6 +91,7 @@ def add_subcommands(subparsers) -> None:
     rd = sub.add_parser("redrive", help="put dead rows back to ready (attempts reset)")
     rd.add_argument("ids", nargs="*", type=int, help="outbox row ids")
     rd.add_argument("--all-dead", action="store_true", help="every dead row")
+    rd.add_argument("--json", action="store_true", help=JSON_HELP)
     rd.set_defaults(func=cmd_redrive)
 
     cp = subparsers.add_parser("contact-policy", help="the contact policy (config/contact_policy.yaml)")
@@ -321,14 +322,16 @@ def cmd_redrive(args, out=None, factory=None) -> int:
                           actor=_actor())
     except Exception as exc:  # noqa: BLE001
         return _db_error(exc)
-    refused = 0
+    refused = sum(not r["redriven"] for r in results)
+    if getattr(args, "json", False):
+        print(json.dumps({"rows": results}, indent=2, default=str), file=out)
+        return FAILED if refused else OK
     for r in results:
         if r["redriven"]:
             more = f" (and step(s) {', '.join(map(str, r['resumed']))} of its saga)" if r.get("resumed") else ""
             print(f"row {r['id']}: {r['action']} step {r['step']} of decision {r['decision_id']} is ready again{more}",
                   file=out)
         else:
-            refused += 1
             print(f"row {r['id']}: not re-driven: {r['reason']}", file=out)
     if not results:
         print("no dead rows", file=out)

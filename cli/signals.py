@@ -14,7 +14,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from adapters.stopping import stop_on_signals
-from cli.support import time_argument
+from cli.support import JSON_HELP, time_argument
 
 OK, FAILED = 0, 1
 
@@ -30,6 +30,7 @@ def add_subcommands(subparsers) -> None:
     rb = fs.add_parser("rebuild", help="replay accounts' events and replace their feature state")
     rb.add_argument("accounts", nargs="*", help="account ids (or --all)")
     rb.add_argument("--all", action="store_true", help="every account with a feature state")
+    rb.add_argument("--json", action="store_true", help=JSON_HELP)
     rb.set_defaults(func=cmd_rebuild)
 
     e = subparsers.add_parser("evaluate", help="decide the flows whose signals settled (debounced triggers)")
@@ -89,17 +90,22 @@ def cmd_rebuild(args, out=None) -> int:
     try:
         store = _runtime().events
         accounts = store.accounts() if args.all else args.accounts
-        changed = 0
+        changed, rows = 0, []
         from cli.progress import Progress
         with Progress("features rebuild", total=len(accounts)) as progress:
             for account in progress.iterate(accounts):
                 r = store.rebuild(account)
                 changed += not r["identical"]
-                progress.print(f"{account}: {r['events']} events replayed, "
-                               f"{'identical' if r['identical'] else 'state replaced'}", file=out)
+                rows.append({"account": account, "events": r["events"], "replaced": not r["identical"]})
+                if not args.json:
+                    progress.print(f"{account}: {r['events']} events replayed, "
+                                   f"{'identical' if r['identical'] else 'state replaced'}", file=out)
     except Exception as exc:  # noqa: BLE001
         return _fail(exc)
-    print(f"{len(accounts)} accounts, {changed} replaced", file=out)
+    if args.json:
+        print(json.dumps({"accounts": rows, "replaced": changed}, indent=2), file=out)
+    else:
+        print(f"{len(accounts)} accounts, {changed} replaced", file=out)
     return OK
 
 

@@ -69,6 +69,7 @@ def add_event_commands(events_subparsers) -> None:
     p = events_subparsers.add_parser("publish", help="validate events from a file and add them to the stream")
     p.add_argument("file", help="a JSON list, {\"events\": [...]}, one event, or NDJSON; - reads stdin")
     _stream_arg(p)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_publish)
     d = events_subparsers.add_parser("dead-letter", help="entries the consumers could not ingest")
     dsub = d.add_subparsers(dest="dead_letter_command", required=True)
@@ -81,6 +82,7 @@ def add_event_commands(events_subparsers) -> None:
     rd.add_argument("ids", nargs="*", help="dead-letter entry ids (see `list`)")
     rd.add_argument("--all", action="store_true", help="every parked entry")
     _stream_arg(rd)
+    rd.add_argument("--json", action="store_true", help=JSON_HELP)
     rd.set_defaults(func=cmd_redrive)
 
 
@@ -302,6 +304,10 @@ def cmd_publish(args, out=None, environ=None) -> int:
         print(f"postsale: Redis failed ({_first_line(exc)}); some events may have been published — "
               f"publishing again is safe (events are deduplicated by id)", file=sys.stderr)
         return FAILED
+    if getattr(args, "json", False):
+        print(json.dumps({"stream": args.stream, "published": len(ids), "ids": list(ids)}, indent=2,
+                         default=str), file=out)
+        return OK
     print(f"published {len(ids)} event{'s' if len(ids) != 1 else ''} to {args.stream}"
           + (f" ({ids[0]} .. {ids[-1]})" if ids else ""), file=out)
     return OK
@@ -368,6 +374,9 @@ def cmd_redrive(args, out=None, environ=None) -> int:
         print(f"postsale: Redis failed ({_first_line(exc)})", file=sys.stderr)
         return FAILED
     missing = [x for x in results if x.get("missing")]
+    if getattr(args, "json", False):
+        print(json.dumps({"stream": args.stream, "entries": results}, indent=2, default=str), file=out)
+        return FAILED if missing else OK
     for x in results:
         if x.get("missing"):
             print(f"{x['id']}: no such dead-letter entry", file=out)

@@ -56,6 +56,7 @@ def add_subcommands(subparsers) -> None:
     f.add_argument("--times", type=int, default=1, help="how many calls fail (default 1)")
     f.add_argument("--always", action="store_true", help="fail until `sandbox reset --faults-only`")
     f.add_argument("--retry-after", type=float, help="seconds sent with rate_limited / unavailable")
+    f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(func=cmd_fail)
 
     fl = sub.add_parser("faults", help="the faults still armed")
@@ -65,6 +66,7 @@ def add_subcommands(subparsers) -> None:
     r = sub.add_parser("reset", help="forget the sandbox state (records, ledger, faults)")
     r.add_argument("--faults-only", action="store_true", help="clear the injected faults, keep the records")
     r.add_argument("--yes", action="store_true", help="required: this deletes the simulated state")
+    r.add_argument("--json", action="store_true", help=JSON_HELP)
     r.set_defaults(func=cmd_reset)
 
 
@@ -155,6 +157,9 @@ def cmd_fail(args, out=None, factory=None) -> int:
                       times=None if args.always else args.times, retry_after=args.retry_after)
     except Exception as exc:  # noqa: BLE001
         return _db_error(exc)
+    if getattr(args, "json", False):
+        print(json.dumps(f, indent=2, default=str), file=out)
+        return OK
     what = f"{f['tool']}.{f['action']}" if f["action"] else f"every {f['tool']} action"
     count = "until reset" if f["remaining"] is None else f"the next {f['remaining']} call(s)"
     print(f"sandbox: {what} fails with {f['error']} for {count}", file=out)
@@ -185,6 +190,9 @@ def cmd_reset(args, out=None, factory=None) -> int:
         reset(factory or _factory(), faults_only=args.faults_only)
     except Exception as exc:  # noqa: BLE001
         return _db_error(exc)
+    if getattr(args, "json", False):
+        print(json.dumps({"cleared": "faults" if args.faults_only else "state"}), file=out)
+        return OK
     print("sandbox: faults cleared" if args.faults_only else "sandbox: state cleared", file=out)
     return OK
 

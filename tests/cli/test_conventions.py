@@ -144,3 +144,32 @@ def test_gunicorn_logs_are_json_lines(tmp_path):
 def test_every_command_renders_its_help():
     for path, p in _commands():
         assert p.format_help().startswith("usage: "), path
+
+
+# commands whose output is not a result: a server or a loop, a data file, a schema change
+NO_RESULT = {("postsale", "serve"), ("postsale", "worker"), ("postsale", "consume"), ("postsale", "migrate"),
+             ("postsale", "models", "generate"), ("postsale", "evaluate")}
+
+
+def test_every_command_that_prints_results_takes_json():
+    """`evaluate` prints one JSON line per pass already; the rest print results for people,
+    and --json for tools."""
+    leaves = [path for path, p in _commands()
+              if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+    missing = [" ".join(path) for path, p in _commands() if path in leaves and path not in NO_RESULT
+               and not any("--json" in a.option_strings for a in p._actions)]
+    assert not missing, "commands without --json:\n  " + "\n  ".join(missing)
+
+
+def test_sandbox_commands_answer_in_json(tmp_path, monkeypatch, capsys):
+    from adapters.store.db import migrate
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    migrate(url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["sandbox", "fail", "crm", "--times", "2", "--json"]) == 0
+    fault = json.loads(capsys.readouterr().out)
+    assert fault["tool"] == "crm" and fault["remaining"] == 2
+    assert main(["sandbox", "reset", "--faults-only", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"cleared": "faults"}
+    assert main(["outbox", "redrive", "--all-dead", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"rows": []}
