@@ -92,8 +92,6 @@ def cmd_simulate(args) -> int:
             return LOAD_ERROR
         print(f"{args.log}: {n} logged decisions (seed {args.seed[0]}, shift {args.shift})")
         return OK
-    from simulator.policies import HttpError
-    from simulator.run import simulate, table
     policies = args.policy or _policies(DEFAULT_POLICIES)
     if args.http and "http" not in policies:
         policies = [*policies, "http"]
@@ -101,11 +99,22 @@ def cmd_simulate(args) -> int:
         print("postsale simulate: the http policy needs --http URL", file=sys.stderr)
         return USAGE
     key = args.api_key or os.environ.get("POSTSALE_KEY")
+    from cli.progress import Progress
+    with Progress("simulate", total=len(args.seed), tick=1.0) as progress:
+        return _run(args, policies, key, progress)
+
+
+def _run(args, policies, key, progress) -> int:
+    """Each seed's book scored, with the policy being scored on the progress line (a terminal only)."""
+    from simulator.policies import HttpError
+    from simulator.run import simulate, table
     reports = []
     for seed in args.seed:
         try:
             reports.append(simulate(args.accounts, seed, args.shift, policies, args.http, key,
-                                    args.capacity_share))
+                                    args.capacity_share,
+                                    on_policy=lambda name, seed=seed: progress.phase(f"seed {seed}: {name}")))
+            progress.advance()
         except HttpError as exc:
             print(f"postsale simulate: {exc}", file=sys.stderr)
             return LOAD_ERROR
@@ -116,7 +125,7 @@ def cmd_simulate(args) -> int:
                 return LOAD_ERROR
             raise
         if not args.json:
-            sys.stdout.write(table(reports[-1]))
+            progress.print(table(reports[-1]).rstrip("\n"), file=sys.stdout)
             sys.stdout.flush()
     if args.json:
         body = reports[0].to_json() if len(reports) == 1 else [r.to_json() for r in reports]

@@ -134,15 +134,18 @@ class Report:
 
 def simulate(accounts: int = 5000, seed: int = 1, shift: int = 0, policies=("none", "blanket", "thumb", "oracle"),
              http_url: str | None = None, api_key: str | None = None, capacity_share: float = 0.05,
-             human_cost: float = HUMAN_COST, threads: int = 4) -> Report:
+             human_cost: float = HUMAN_COST, threads: int = 4, on_policy=None) -> Report:
     """Score each policy on the book of (accounts, seed, shift); `none` and `oracle` are always
-    scored, since every other row is measured against them."""
+    scored, since every other row is measured against them. `on_policy(name)` is told which
+    policy is being scored (the CLI's progress line)."""
     from .oracle import oracle_actions
     population = book(accounts, seed, shift)
     capacity = int(math.floor(capacity_share * accounts + 1e-9))
     wanted = list(dict.fromkeys(["none", *policies, "oracle"]))
     scores: dict[str, Score] = {}
     for name in wanted:
+        if on_policy is not None:
+            on_policy(name)
         started = time.perf_counter()
         deferred = 0
         if name == "oracle":

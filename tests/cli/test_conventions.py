@@ -173,3 +173,13 @@ def test_sandbox_commands_answer_in_json(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out) == {"cleared": "faults"}
     assert main(["outbox", "redrive", "--all-dead", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"rows": []}
+
+
+def test_simulate_names_each_policy_on_its_progress_line():
+    from simulator.run import simulate
+    seen = []
+    simulate(40, 1, 0, ("thumb",), on_policy=seen.append)
+    assert seen == ["none", "thumb", "oracle"]
+    line = Progress("simulate", total=2, stream=io.StringIO())
+    line.phase("seed 1: thumb")
+    assert line.line().startswith("simulate: seed 1: thumb 0/2 (0%)")
