@@ -15,12 +15,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/postsale check rules/
+	$(VENV)/bin/postsale check rules/ examples/author_tasks/
 	$(VENV)/bin/postsale serve
 
 test: $(STAMP)
-	$(VENV)/bin/postsale check rules/
-	$(VENV)/bin/postsale test rules/
+	$(VENV)/bin/postsale check rules/ examples/author_tasks/
+	$(VENV)/bin/postsale test rules/ examples/author_tasks/
 	$(PY) -m pytest
 
 demo: $(STAMP)

@@ -67,10 +67,12 @@ def calc_holds(c: Calc, wm: dict) -> bool:
     return _cmp(c.op, a, b)
 
 
-def element_memory(element) -> dict:
-    """What a condition over one element of a list sees: the element as `item`, and an object's
-    fields by their paths."""
-    wm = flatten_element(element) if isinstance(element, dict) else {}
+def element_memory(element, outer: dict) -> dict:
+    """What a condition over one element of a list sees: every fact of the decision, and over
+    them the element as `item` and an object's fields by their paths."""
+    wm = dict(outer)
+    if isinstance(element, dict):
+        flatten_element(element, "", wm)
     wm["item"] = element
     return wm
 
@@ -82,6 +84,17 @@ def flatten_element(d: dict, prefix: str = "", out: dict | None = None) -> dict:
             flatten_element(v, f"{prefix}{k}.", out)
         elif v is not None:
             out[f"{prefix}{k}"] = v
+    return out
+
+
+def pick(list_path: str, field: str, where, wm: dict):
+    """The `field` of every element of the list at `list_path` that meets `where` (the element
+    itself for `item`), in order; elements without the field are left out."""
+    out = []
+    for e in wm.get(list_path) or ():
+        ewm = element_memory(e, wm)
+        if (where is None or holds(where, ewm)) and field in ewm:
+            out.append(ewm[field])
     return out
 
 
@@ -101,9 +114,9 @@ def _list_holds(t: Test, wm: dict) -> bool:
     if t.op == "contains_any":
         return any(_eq(x, y) for x in elements for y in t.value)
     if t.op == "any":
-        return any(holds(t.value, element_memory(e)) for e in elements)
+        return any(holds(t.value, element_memory(e, wm)) for e in elements)
     if t.op == "all":
-        return all(holds(t.value, element_memory(e)) for e in elements)
+        return all(holds(t.value, element_memory(e, wm)) for e in elements)
     raise ValueError(t.op)
 
 
@@ -209,6 +222,8 @@ def test_reads(t: Test) -> set[str]:
     """The fact paths one test reads (an element condition reads only its list)."""
     if isinstance(t.value, Calc):
         return refs(t.value.left) | refs(t.value.right)
+    if t.op.lstrip("!") in ("any", "all"):
+        return {t.path} | paths_read(t.value)  # the element's fields too: harmless, and the facts it reads
     if isinstance(t.value, FactRef):
         return {t.path, t.value.path}
     return {t.path}

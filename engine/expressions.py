@@ -29,6 +29,9 @@ def evaluate(value, wm: dict):
         return wm.get(value.path, MISSING)
     if not isinstance(value, Expr):
         return value
+    if value.op == "pick":
+        from .conditions import pick  # conditions evaluate expressions; a pick evaluates a condition
+        return pick(value.args[0].path, value.args[1], value.args[2], wm)
     if value.op == "coalesce":
         for a in value.args:
             v = evaluate(a, wm)
@@ -49,6 +52,8 @@ def compiled(value):
         return lambda wm: wm.get(path, MISSING)
     if not isinstance(value, Expr):
         return lambda wm: value
+    if value.op == "pick":
+        return lambda wm: evaluate(value, wm)
     op, fns = value.op, tuple(compiled(a) for a in value.args)
     if op == "coalesce":
         def coalesce(wm):
@@ -149,6 +154,9 @@ def _clean(x):
 def refs(value) -> set[str]:
     if isinstance(value, FactRef):
         return {value.path}
+    if isinstance(value, Expr) and value.op == "pick":
+        from .conditions import paths_read
+        return {value.args[0].path} | (paths_read(value.args[2]) if value.args[2] is not None else set())
     if isinstance(value, Expr):
         out = set()
         for a in value.args:

@@ -50,6 +50,13 @@ def value_type(v, known: dict, problems: list) -> str | None:
             problems.append(("unknown-fact", f"'{v.path}' is not a known fact" + _hint(v.path, known)))
             return None
         return "date" if pt.temporal else "number" if pt.numeric else pt.type
+    if isinstance(v, Expr) and v.op == "pick":
+        pt = known.get(v.args[0].path)
+        if pt is None:
+            problems.append(("unknown-fact", f"'{v.args[0].path}' is not a known fact" + _hint(v.args[0].path, known)))
+        elif pt.type != "array":
+            problems.append(("type", f"'pick' takes a list; '{v.args[0].path}' is {pt.type}"))
+        return "array"
     if isinstance(v, Expr):
         kinds = [value_type(a, known, problems) for a in v.args]
         if v.op == "coalesce":

@@ -161,6 +161,8 @@ def _derived_types(rulesets_raw, lowered_rules, known: dict) -> dict:
                 t = (known.get(first.path) or out.get(first.path)) if isinstance(first, FactRef) else None
                 if t is None and not isinstance(first, (FactRef, Expr)):
                     t = PathType({bool: "boolean", str: "string"}.get(type(first), "number"))
+            elif isinstance(v, Expr) and v.op == "pick":
+                t = PathType("array")
             elif isinstance(v, Expr) and v.op in ("add_days", "add_months"):
                 t = PathType("string", format="date")
             elif isinstance(v, Expr):

@@ -198,6 +198,21 @@ class Lowerer:
             return None
         return Test(reads[0], "calc", Calc(op, left, right), self.at(path))
 
+    def pick(self, body, path):
+        """`{pick: {from: list, field: name, where: condition}}`: a field of the elements that meet it."""
+        if not isinstance(body, dict) or not {"from", "field"} <= set(body) or set(body) - {"from", "field", "where"}:
+            self.err(path, "expression", "'pick' takes {from: <list fact>, field: <element field or item>, "
+                     "where: <condition over the element>} (where is optional)")
+            return None
+        src, name = body["from"], body["field"]
+        if not isinstance(src, str) or not PATH.match(src) or not isinstance(name, str) or not PATH.match(name):
+            self.err(path, "expression", "'pick' needs a fact path in 'from' and a field name in 'field'")
+            return None
+        where = self.condition(body["where"], path + ("where",)) if "where" in body else None
+        if "where" in body and where is None:
+            return None
+        return Expr("pick", (FactRef(src), name, where))
+
     # ---- values ----
     def value(self, node, path):
         if isinstance(node, dict):
@@ -207,6 +222,8 @@ class Lowerer:
                     self.err(path, "fact-path", f"{ref!r} is not a fact path")
                     return None
                 return FactRef(ref)
+            if set(node) == {"pick"}:
+                return self.pick(node["pick"], path + ("pick",))
             if len(node) == 1:
                 op = next(iter(node))
                 if op in ARITY:
