@@ -7,7 +7,8 @@ or `expect.<key>` / `expect.facts.<path>` that sets an expectation.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Collector, Location
@@ -25,10 +26,28 @@ class Case:
     expect: dict
     file: str
     loc: Location
+    where: dict = field(default_factory=dict)  # expectation ("offers", "facts.<path>") -> where it is written
 
     @property
     def id(self) -> str:
         return f"{self.file}::{self.name}"
+
+    def location_of(self, failure: str) -> Location:
+        """Where the expectation a failure message is about is written (else the case)."""
+        head = re.match(r"^([a-z_]+)(?:\.([^:]+))?", failure)
+        if head is None:
+            return self.loc
+        key = f"facts.{head.group(2)}" if head.group(1) == "facts" and head.group(2) else head.group(1)
+        return self.where.get(key) or self.where.get(head.group(1)) or self.loc
+
+
+def _where(doc, base: tuple, expect: dict) -> dict:
+    out = {}
+    for key, value in expect.items():
+        out[key] = doc.key_at(base + (key,))
+        if key == "facts" and isinstance(value, dict):
+            out.update({f"facts.{p}": doc.key_at(base + (key, p)) for p in value})
+    return out
 
 
 def _label(v) -> str:
@@ -66,7 +85,8 @@ def load_cases(path: Path, flow_name: str, errors: Collector) -> list[Case]:
             errors.error(loc, "tests", "a table-driven case needs both 'columns' and 'rows'")
             continue
         if "columns" not in raw:
-            out.append(Case(raw["name"], base_facts, base_expect, str(path), loc))
+            out.append(Case(raw["name"], base_facts, base_expect, str(path), loc,
+                            _where(doc, ("cases", i, "expect"), base_expect)))
             continue
         cols = raw["columns"]
         for r, row in enumerate(raw["rows"]):
@@ -83,5 +103,9 @@ def load_cases(path: Path, flow_name: str, errors: Collector) -> list[Case]:
                 else:
                     set_path(facts, col, value)
             label = ", ".join(f"{c.split('.')[-1]}={_label(v)}" for c, v in zip(cols, row))
-            out.append(Case(f"{raw['name']} [{label}]", facts, expect, str(path), rloc))
+            where = _where(doc, ("cases", i, "expect"), base_expect)
+            for c, col in enumerate(cols):
+                if col.startswith("expect."):
+                    where[col[len("expect."):]] = doc.at(("cases", i, "rows", r, c))
+            out.append(Case(f"{raw['name']} [{label}]", facts, expect, str(path), rloc, where))
     return out

@@ -18,7 +18,8 @@ def text_report(results, out, verbose: bool = False) -> None:
     if failed:
         out.write("\n=================================== FAILURES ===================================\n")
         for r in failed:
-            out.write(f"___ {r.case.name} ___\n{r.case.loc}: case failed\n")
+            at = r.case.location_of(r.failures[0]) if r.failures and hasattr(r.case, "location_of") else r.case.loc
+            out.write(f"___ {r.case.name} ___\n{at}: case failed\n")
             for f in r.failures:
                 out.write(f"  - {f}\n")
             out.write("\n")

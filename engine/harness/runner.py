@@ -6,6 +6,7 @@ compared, and `reason` passes when the expected text is contained in the actual 
 """
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 
@@ -77,7 +78,29 @@ def _match_list(name: str, want: list, got: list, failures: list) -> None:
         failures.append(f"{name}: unexpected {key} {g.get(key)!r}" + (f" ({g['reason']})" if g.get("reason") else ""))
 
 
-def check(expect: dict, decision: dict, wm_facts: dict) -> list[str]:
+def _unknown(path: str, wm_facts: dict, known) -> str:
+    """'' for a fact the flow has; else the words saying it has no such fact, with the closest one."""
+    if path in wm_facts or path in known or not known:
+        return ""
+    close = difflib.get_close_matches(path, sorted(set(known) | set(wm_facts)), n=1, cutoff=0.6)
+    return f"'{path}' is not a fact of this flow" + (f"; did you mean '{close[0]}'?" if close else "")
+
+
+def known_facts(flow) -> frozenset:
+    """Every fact path a decision of `flow` can hold: the schema's, the decision time, the offers'
+    totals and whatever a rule or table sets."""
+    from ..actions import AGGREGATE_PATHS, agenda_items, writes
+    from ..facts import DECISION_PATHS, schema_paths
+    out = set(schema_paths(flow.facts_schema or {})) | set(DECISION_PATHS) | set(AGGREGATE_PATHS)
+    for item in agenda_items(flow):
+        out |= writes(item)
+    return frozenset(out)
+
+
+def check(expect: dict, decision: dict, wm_facts: dict, known=frozenset()) -> list[str]:
+    """The failures of `decision` against `expect`; `known` (the flow's fact paths) lets a
+    misspelt expected fact be named as such, with the closest one, instead of passing or failing
+    for the wrong reason."""
     failures: list[str] = []
     for name in KEYED:
         if name in expect:
@@ -113,7 +136,10 @@ def check(expect: dict, decision: dict, wm_facts: dict) -> list[str]:
         elif rid in fired:
             failures.append(f"not_fired: '{rid}' fired")
     for path, v in (expect.get("facts") or {}).items():
-        if v is None:
+        unknown = _unknown(path, wm_facts, known)
+        if unknown:
+            failures.append(f"facts.{path}: {unknown}")
+        elif v is None:
             if path in wm_facts:
                 failures.append(f"facts.{path}: expected no value, got {_show(wm_facts[path])}")
         elif path not in wm_facts:
@@ -151,7 +177,14 @@ def run_case(decider, case) -> CaseResult:
     if "error" in expect:
         return CaseResult(case, [f"error: expected {expect['error']}, but the decision succeeded"], decision)
     wm = {**_inputs(case.facts), **decision["derived"]}
-    return CaseResult(case, check(expect, decision, wm), decision)
+    known = getattr(decider, "_known_facts", None)
+    if known is None:
+        known = known_facts(decider.flow)
+        try:
+            decider._known_facts = known
+        except AttributeError:
+            pass
+    return CaseResult(case, check(expect, decision, wm, known), decision)
 
 
 def _inputs(facts: dict) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..conditions import dnf, nnf
-from ..ir import FactRef
+from ..ir import COMPUTED_OPS, FactRef
 
 BOUNDS = {"lt", "lte", "gt", "gte", "between"}
 
@@ -110,6 +110,8 @@ def _solve(tests, enums: dict | None = None) -> dict | None:
         return domains[path]
 
     for t in tests:
+        if t.op.lstrip("!") in COMPUTED_OPS:
+            continue  # computed from several facts, or over a list's elements: no constraint on one path
         d = dom(t.path)
         if t.op == "exists":
             if d.present is False:
