@@ -124,6 +124,8 @@ def test_holds(t: Test, wm: dict) -> bool:
     op = t.op
     if op == "calc":
         return calc_holds(t.value, wm)
+    if op == "py":
+        return test_holds(t.value, wm)
     if op in COMPUTED_OPS:
         return _list_holds(t, wm)
     if op == "exists":
@@ -222,6 +224,8 @@ def test_reads(t: Test) -> set[str]:
     """The fact paths one test reads (an element condition reads only its list)."""
     if isinstance(t.value, Calc):
         return refs(t.value.left) | refs(t.value.right)
+    if t.op.lstrip("!") == "py":
+        return test_reads(t.value)
     if t.op.lstrip("!") in ("any", "all"):
         return {t.path} | paths_read(t.value)  # the element's fields too: harmless, and the facts it reads
     if isinstance(t.value, FactRef):

@@ -17,7 +17,7 @@ ORDERING = ("lt", "lte", "gt", "gte")
 LIST_OPS = ("is_empty", "contains_any", "any", "all")
 OPERATORS = COMPARISONS + ("between", "in", "not_in", "contains", "matches", "exists", "missing") + LIST_OPS
 # evaluated in Python by both engines: `calc` compares expressions (dates, lengths, arithmetic)
-COMPUTED_OPS = ("calc",) + LIST_OPS
+COMPUTED_OPS = ("calc", "py") + LIST_OPS  # py: the test in `value`, evaluated in Python
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..actions import agenda_items, condition_of, writes as _writes
 from ..conditions import nnf, paths_read, test_holds_ext, test_reads
 from . import limits
 from ..errors import Diagnostic, Location, RulesetError
-from ..ir import COMPUTED_OPS, All, Any_, FactRef, Rule, SetFact, Table, Test
+from ..ir import COMPUTED_OPS, All, Any_, FactRef, Not, Rule, SetFact, Table, Test
 
 PYTHON_OPS = {"contains", "ncontains", "matches", "nmatches"} | set(COMPUTED_OPS) | {"!" + o for o in COMPUTED_OPS}
 _FIXED = ("sid", "id", "k", "_e")
@@ -141,6 +141,37 @@ class DurableProgram:
         for p in self.parts:
             out.update(p.definition)
         return out
+
+
+def _list_paths(flow, items) -> frozenset:
+    """Paths that may hold a list: array facts of the schema, list outputs of tables, facts set to a
+    list. durable sees a list as 1, so a comparison on one is evaluated in Python instead (where,
+    as in the reference, it never holds)."""
+    from ..facts import schema_paths
+    out = {p for p, t in schema_paths(flow.facts_schema or {}).items() if t.type == "array"}
+    for it in items:
+        if isinstance(it, Table):
+            if it.hit_policy in ("collect", "rule_order", "output_order") and not it.aggregation:
+                out |= {o.path for o in it.outputs}
+        else:
+            out |= {a.path for a in it.then if isinstance(a, SetFact) and (
+                isinstance(a.value, list) or getattr(a.value, "op", None) in ("pick", "coalesce"))}
+    return frozenset(out)
+
+
+def _on_lists(cond, lists: frozenset):
+    """Tests that compare a value that may be a list, wrapped to be evaluated in Python (before
+    negation is pushed down, so `not` stays plain negation, as in the reference)."""
+    if isinstance(cond, Test):
+        reads = {cond.path} | ({cond.value.path} if isinstance(cond.value, FactRef) else set())
+        if cond.op in ("exists", "missing") or cond.op in PYTHON_OPS or reads.isdisjoint(lists):
+            return cond
+        return Test(cond.path, "py", cond, cond.loc)
+    if isinstance(cond, (All, Any_)):
+        return type(cond)(tuple(_on_lists(c, lists) for c in cond.items), cond.loc)
+    if isinstance(cond, Not):
+        return Not(_on_lists(cond.item, lists), cond.loc)
+    return cond
 
 
 class _Compiler:
@@ -352,9 +383,10 @@ def compile_flow(flow, max_items: int | None = None) -> DurableProgram:
     small flows through many parts)."""
     items = agenda_items(flow)
     c = _Compiler()
+    lists = _list_paths(flow, items)
     compiled = []
     for i, item in enumerate(items):
-        cond = nnf(condition_of(item))
+        cond = nnf(_on_lists(condition_of(item), lists) if lists else condition_of(item))
         c.used = set()
         expr = None if isinstance(cond, All) and not cond.items else c.expr(cond)
         compiled.append(_Item(i, item.priority, _conjuncts(expr), frozenset(c.used),
