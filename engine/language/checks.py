@@ -297,6 +297,18 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
             if path not in known:
                 errors.error(loc, "unknown-fact", f"template field '{{{path}}}' is not a known fact" + _hint(path, known))
 
+    by_rule = {}
+    for rule in flow.rules:
+        for a in rule.then:
+            if isinstance(a, SetFact):
+                by_rule.setdefault(a.path, rule)
+    for table in flow.tables:
+        for o in table.outputs:
+            rule = by_rule.get(o.path)
+            if rule is not None:
+                errors.warn(table.loc, "two-setters", f"'{o.path}' is set by table '{table.id}' and by rule "
+                            f"'{rule.id}' ({rule.loc}): whichever fires last decides its value, and it may be any "
+                            "value either gives")
     for table in flow.tables:
         for p in table.inputs:
             if p not in known:

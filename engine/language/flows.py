@@ -290,6 +290,12 @@ def load_flow(sources: Sources) -> Flow:
     table_types = _table_output_types([t for d in docs for t in d.data.get("tables") or []])
     derived = _derived_types(docs, all_rules, input_types)
     for p, t in table_types.items():
+        mine = derived.get(p)
+        if mine is not None and mine.type == t.type == "string" and mine.enum and t.enum:
+            # set by a rule and by a table: either may give any of its values
+            derived[p] = PathType("string", tuple(sorted(set(mine.enum) | set(t.enum))))
+        elif mine is not None and mine.type == "string" and mine.enum and t.type == "string" and not t.enum:
+            derived[p] = PathType("string")
         derived.setdefault(p, t)
     for p in AGGREGATE_PATHS:
         derived.setdefault(p, PathType("number"))

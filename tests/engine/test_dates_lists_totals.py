@@ -195,3 +195,30 @@ def test_days_between_undoes_add_days(day, n):
 def test_templates_print_lists_and_dates_in_the_authors_notation():
     wm = {"l": ["a", "b"], "d": "2026-03-01T23:30:00Z", "n": None}
     assert render("{l} / {l:join(; )} / {d:%Y-%m-%d %H:%M}", wm) == "a, b / a; b / 2026-03-01 23:30"
+
+
+def test_a_fact_set_by_a_rule_and_a_table_takes_either_setters_values_with_a_warning():
+    f = flow(HEAD + """
+rules:
+  - {id: crit, when: {fact: account.arr, gt: 100}, then: [{set: {risk.level: critical}}]}
+  - {id: reads, when: {fact: risk.level, eq: high}, then: [{set: {d.x: 1}}]}
+tables:
+  - id: lvl
+    hit_policy: first
+    inputs: [account.arr]
+    outputs: [risk.level]
+    rows:
+      - ["< 10", high]
+      - ["-", low]
+""", schema=SCHEMA)
+    assert [w.code for w in f.warnings] == ["two-setters"]
+    assert "set by table 'lvl' and by rule 'crit'" in f.warnings[0].message
+    with pytest.raises(RulesetError) as exc:
+        flow(HEAD + """
+rules:
+  - {id: crit, when: {fact: account.arr, gt: 100}, then: [{set: {risk.level: critical}}]}
+  - {id: reads, when: {fact: risk.level, eq: hihg}, then: [{set: {d.x: 1}}]}
+tables:
+  - {id: lvl, hit_policy: first, inputs: [account.arr], outputs: [risk.level], rows: [["-", high]]}
+""", schema=SCHEMA)
+    assert "'hihg' is not a value of 'risk.level' (critical, high)" in str(exc.value)
