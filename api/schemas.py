@@ -119,6 +119,13 @@ class Reevaluate(Schema):
     reason = fields.String()
 
 
+class Policy(Schema):
+    arm = fields.String(metadata={"description": "holdout (no automated offer) | explore (a plan drawn at random "
+                                                 "among the allowed ones) | exploit (the best plan)"})
+    propensity = fields.Float(metadata={"description": "the probability with which this plan was chosen"})
+    candidates = fields.Integer(metadata={"description": "how many allowed plans exploration draws from"})
+
+
 class AllowedOffer(Schema):
     offer = fields.String()
     kind = fields.String()
@@ -158,6 +165,9 @@ class DecisionResponse(Schema):
                                                                                     "decide again; null: now"})
     allowed = fields.List(fields.Nested(AllowedOffer), metadata={"description": "what the policies allowed, "
                                                                                "before the choice"})
+    policy = fields.Nested(Policy, allow_none=True, metadata={"description": "how the plan was chosen, for "
+                                                                            "learning and off-policy evaluation; "
+                                                                            "null without a choose stage"})
 
 
 class DecisionRecord(DecisionResponse):

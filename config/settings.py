@@ -124,6 +124,12 @@ class Settings:
     human_capacity: int = 250
     capacity_period_days: int = 30
     capacity_share: float = 0.1
+    # learning from outcomes (engine/explore.py): the share of accounts held out (a stable hash
+    # of the account id; no automated offer), the share of decisions that explore (a plan drawn
+    # at random among the allowed ones), and the salt of both draws
+    holdout_share: float = 0.05
+    explore_share: float = 0.0
+    experiment_salt: str = "postsale"
     # POSTSALE_INLINE_DISPATCH_MS: run a decision's ready actions before answering, for at most
     # this long (0: leave them all to `postsale worker`). Unset: 200 on SQLite, 0 on PostgreSQL.
     inline_dispatch_ms: int | None = None
@@ -244,6 +250,9 @@ def from_env(env=None) -> Settings:
         capacity_period_days=_bounded(_int(env, "POSTSALE_CAPACITY_PERIOD_DAYS", 30), "POSTSALE_CAPACITY_PERIOD_DAYS",
                                       1, 3660),
         capacity_share=_bounded(_float(env, "POSTSALE_CAPACITY_SHARE", 0.1), "POSTSALE_CAPACITY_SHARE", 0.0, 1.0),
+        holdout_share=_bounded(_float(env, "POSTSALE_HOLDOUT_SHARE", 0.05), "POSTSALE_HOLDOUT_SHARE", 0.0, 1.0),
+        explore_share=_bounded(_float(env, "POSTSALE_EXPLORE_SHARE", 0.0), "POSTSALE_EXPLORE_SHARE", 0.0, 1.0),
+        experiment_salt=env.get("POSTSALE_EXPERIMENT_SALT", "postsale"),
         port=_int(env, "PORT", 8000),
         inline_dispatch_ms=_int(env, "POSTSALE_INLINE_DISPATCH_MS", None),
         triggers_file=Path(env.get("POSTSALE_TRIGGERS") or config_dir / "triggers.yaml"),

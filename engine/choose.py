@@ -27,6 +27,7 @@ from functools import lru_cache
 from operator import mul
 from typing import Protocol
 
+from .explore import EXPLOIT, EXPLORE, HOLDOUT, NONE, Exploration
 from .response import treatments
 from .response.model import ResponseModel, _sigmoid
 
@@ -227,26 +228,39 @@ class Chooser:
         return v - (self.choice.human_cost if human else 0.0) - base
 
     def choose(self, inputs: dict, offers: list, *, mandatory_human: str | None = None,
-               human_allowed: bool = True, capacity: Capacity | None = None, claim: bool = True) -> dict:
+               human_allowed: bool = True, capacity: Capacity | None = None, claim: bool = True,
+               exploration: Exploration | None = None) -> dict:
+        """The plan, with `policy`: its arm (holdout, explore, exploit) and the probability with
+        which it was chosen (engine/explore.py)."""
         capacity = capacity or Unlimited()
+        exploration = exploration or NONE
         c = self.choice
         days = inputs.get(c.days_fact)
         acting = [o for o in offers if o["kind"] in ("renewal", "upsell")]
+        if exploration.held_out(inputs.get("account.id")):
+            return self._held_out(mandatory_human, capacity, claim)
+        n = self._count(acting)
         if not acting and not mandatory_human:
             later = self._next_checkpoint(inputs, days)
             return self._result(None, None, False, 0.0, {"baseline": 0.0, "plans": {}}, None,
-                                reevaluate=later and {**later, "reason": "nothing is allowed yet"})
+                                reevaluate=later and {**later, "reason": "nothing is allowed yet"},
+                                policy=_policy(EXPLOIT, 1.0, n))
         zs = (self.renewal.vector(inputs), self.upsell and self.upsell.vector(inputs))
         valued = self.value(inputs, acting, human_allowed, bool(mandatory_human), zs)
         plans = valued["plans"]
         v0 = plans[False][2]
         human_value = plans[True][2] - v0 if True in plans else None
+        explore, pick = exploration.draw(inputs)
+        defer = None
         if not mandatory_human and c.checkpoints and days is not None:
             h = max(plans, key=lambda k: plans[k][2])
             defer = self._better_later(inputs, (plans[h][0], plans[h][1], h), plans[h][2], days, zs)
-            if defer:
-                return self._result(None, None, False, 0.0, valued, None, human_value=human_value,
-                                    reevaluate=defer)
+        if explore:
+            return self._explore(inputs, acting, valued, defer, pick, n, mandatory_human, human_value,
+                                 capacity, claim, exploration, zs)
+        if defer:
+            return self._result(None, None, False, 0.0, valued, None, human_value=human_value,
+                                reevaluate=defer, policy=_policy(EXPLOIT, exploration.propensity(n, False, True), n))
         admission = None
         human = False
         if mandatory_human:
@@ -256,8 +270,57 @@ class Chooser:
             admission = capacity.admit(c.human_queue, human_value, claim=claim)
             human = admission.admitted
         r, u, v, _ = plans[human]
+        p = exploration.propensity(n, human == bool(mandatory_human), True)
         return self._result(r, u, human, v, valued, admission, human_value=human_value,
-                            mandatory=mandatory_human)
+                            mandatory=mandatory_human, policy=_policy(EXPLOIT, p, n))
+
+    def _count(self, acting: list) -> int:
+        """How many plans exploration draws from: each renewal offer at each discount of its
+        grid or none, times each upsell or none."""
+        renewals = sum(len(_grid(o.get("discount") or 0, self.choice.discount_step))
+                       for o in acting if o["kind"] == "renewal")
+        upsells = sum(1 for o in acting if o["kind"] == "upsell") if self.upsell is not None else 0
+        return (1 + renewals) * (1 + upsells)
+
+    def candidates(self, acting: list) -> list[tuple]:
+        """The plans exploration draws from, as (renewal offer or None, discount, upsell offer or
+        None), in a fixed order: only offers the rules and guardrails allowed, only discounts up
+        to each offer's ceiling."""
+        renewals = [(None, None)] + [(o, d) for o in acting if o["kind"] == "renewal"
+                                     for d in _grid(o.get("discount") or 0, self.choice.discount_step)]
+        upsells = [None] + ([o for o in acting if o["kind"] == "upsell"] if self.upsell is not None else [])
+        return [(r, d, u) for r, d in renewals for u in upsells]
+
+    def _explore(self, inputs, acting, valued, defer, pick, n, mandatory_human, human_value, capacity, claim,
+                 exploration, zs) -> dict:
+        """One plan drawn uniformly among the allowed ones; a mandatory touch stays (and is
+        counted), no optional touch is explored (it would spend the queue's capacity)."""
+        c = self.choice
+        human = bool(mandatory_human)
+        r_offer, d, u_offer = self.candidates(acting)[min(int(pick * n), n - 1)]
+        r = Part("renewal", r_offer, d if r_offer is not None else None, 0.0, 0.0)
+        u = Part("upsell", u_offer, None, 0.0, float((u_offer or {}).get("value") or 0))
+        best = None
+        if not defer:
+            bh = human
+            if not human and human_value is not None and human_value > c.human_min_value:
+                bh = capacity.admit(c.human_queue, human_value, claim=False).admitted
+            if bh == human:
+                br, bu = valued["plans"][bh][0], valued["plans"][bh][1]
+                best = _key(br.offer, br.discount, bu.offer)
+        admission = capacity.admit(c.human_queue, human_value or 0.0, mandatory=True, claim=claim) if human else None
+        p = exploration.propensity(n, True, best == _key(r_offer, d, u_offer))
+        return self._result(r, u, human, self._plan_value(inputs, r, u, human, zs), valued, admission,
+                            human_value=human_value, mandatory=mandatory_human, policy=_policy(EXPLORE, p, n))
+
+    def _held_out(self, mandatory_human, capacity, claim) -> dict:
+        """The holdout: no automated offer and no optional touch; a review a policy requires
+        still happens."""
+        admission = None
+        if mandatory_human:
+            admission = capacity.admit(self.choice.human_queue, 0.0, mandatory=True, claim=claim)
+        return self._result(None, None, bool(mandatory_human), 0.0, {"baseline": 0.0, "plans": {}}, admission,
+                            mandatory=mandatory_human, policy=_policy(HOLDOUT, 1.0, 1))
 
     def _shifted(self, inputs: dict, days: int) -> dict:
         out = dict(inputs)
@@ -304,7 +367,7 @@ class Chooser:
                 "reason": f"worth {best - now:,.0f} more at {at} days to renewal than now ({now:,.0f})"}
 
     def _result(self, r, u, human, value, valued, admission, *, human_value=None, mandatory=None,
-                reevaluate=None) -> dict:
+                reevaluate=None, policy=None) -> dict:
         base = valued["baseline"]
         renewal = None if reevaluate or r is None or r.offer is None else (r.offer, r.discount)
         upsell = None if reevaluate or u is None or u.offer is None else u.offer
@@ -325,6 +388,16 @@ class Chooser:
                                   "reason": admission.reason, "mandatory": bool(mandatory)}
         if reevaluate:
             trace["reevaluate"] = reevaluate
+        policy = policy or _policy(EXPLOIT, 1.0, 1)
+        trace["policy"] = policy
         return {"renewal": renewal, "upsell": upsell, "human": human,
                 "human_value": human_value, "mandatory": mandatory, "expected_value": 0.0 if reevaluate else value,
-                "reevaluate": reevaluate, "trace": trace}
+                "reevaluate": reevaluate, "trace": trace, "policy": policy}
+
+
+def _key(renewal: dict | None, discount, upsell: dict | None) -> tuple:
+    return (renewal["offer"] if renewal else None, discount if renewal else None, upsell["offer"] if upsell else None)
+
+
+def _policy(arm: str, propensity: float, candidates: int) -> dict:
+    return {"arm": arm, "propensity": round(propensity, 8), "candidates": candidates}

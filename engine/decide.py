@@ -21,10 +21,12 @@ from .session import DurableEngine
 class Decider:
     """A loaded flow ready to decide; `engine` is 'durable' (production) or 'reference'."""
 
-    def __init__(self, flow, engine: str = "durable", scoring=None, responses=None, capacity=None):
+    def __init__(self, flow, engine: str = "durable", scoring=None, responses=None, capacity=None,
+                 exploration=None):
         self.flow = flow
         self.scoring = scoring
         self.capacity = capacity or Unlimited()
+        self.exploration = exploration
         self.chooser = chooser_for(flow, responses)
         self.facts = FactsModel(flow.facts_schema)
         self.engine_name = engine
@@ -70,7 +72,8 @@ class Decider:
             outcome = self.engine.run(wm)
             span.set_attribute("postsale.rules_fired", len(outcome.firings))
         with tracer.start_as_current_span("guardrails"):
-            decision = plan(self.flow, inputs, wm, outcome, self.chooser, capacity or self.capacity, claim)
+            decision = plan(self.flow, inputs, wm, outcome, self.chooser, capacity or self.capacity, claim,
+                            self.exploration)
         decision["trace"]["scores"] = scored
         return decision, prepared
 
@@ -110,13 +113,13 @@ def _allowed(guarded_offers: list, blocks: list) -> tuple[list, list]:
     return allowed, dropped
 
 
-def _chosen(flow, chooser, inputs, allowed, escalations, approvals, capacity, claim):
+def _chosen(flow, chooser, inputs, allowed, escalations, approvals, capacity, claim, exploration=None):
     """(offers chosen, dropped, escalation added, the choice) — the choose stage applied."""
     c = flow.choice
     mandatory = next((e for e in escalations if e["queue"] == c.human_queue), None)
     reviewed = any(e.get("approval") for e in escalations) or any(a.get("offer") is None for a in approvals)
     choice = chooser.choose(inputs, allowed, mandatory_human=mandatory and mandatory["reason"],
-                            human_allowed=not reviewed, capacity=capacity, claim=claim)
+                            human_allowed=not reviewed, capacity=capacity, claim=claim, exploration=exploration)
     offers, dropped = [], []
     parts = {p["offer"]: p for p in choice["trace"]["candidates"]
              if p["kind"] in ("renewal", "upsell") and p.get("human") == choice["human"] and p.get("offer")}
@@ -128,7 +131,9 @@ def _chosen(flow, chooser, inputs, allowed, escalations, approvals, capacity, cl
             o["discount_ceiling"] = ceiling
             o["discount"] = choice["renewal"][1]
         elif o["offer"] != chosen_u:
-            why = ("not yet: " + choice["reevaluate"]["reason"]) if choice["reevaluate"] else (
+            arm = choice["policy"]["arm"]
+            why = ("not yet: " + choice["reevaluate"]["reason"]) if choice["reevaluate"] else \
+                f"not offered: this decision is in the {arm}" if arm in ("holdout", "explore") else (
                 f"worth {parts[o['offer']]['expected_value']:,.0f} alone, less than the chosen plan"
                 if o["offer"] in parts else "not valued")
             dropped.append({"offer": o["offer"], "reason": why})
@@ -147,7 +152,8 @@ def _chosen(flow, chooser, inputs, allowed, escalations, approvals, capacity, cl
     return offers, dropped, added, choice
 
 
-def plan(flow, inputs: dict, wm: dict, outcome, chooser=None, capacity=None, claim: bool = True) -> dict:
+def plan(flow, inputs: dict, wm: dict, outcome, chooser=None, capacity=None, claim: bool = True,
+         exploration=None) -> dict:
     guarded = apply_guardrails(flow, inputs, outcome.offers, outcome.actions)
     blocks = outcome.blocks + guarded.blocked
     choice, allowed = None, None
@@ -157,7 +163,7 @@ def plan(flow, inputs: dict, wm: dict, outcome, chooser=None, capacity=None, cla
     else:
         allowed, dropped = _allowed(guarded.offers, outcome.blocks)
         offers, more, added, choice = _chosen(flow, chooser, inputs, [dict(o) for o in allowed], escalations,
-                                              guarded.approvals, capacity or Unlimited(), claim)
+                                              guarded.approvals, capacity or Unlimited(), claim, exploration)
         dropped += more
         if added is not None:
             escalations.append(added)
@@ -227,6 +233,7 @@ def plan(flow, inputs: dict, wm: dict, outcome, chooser=None, capacity=None, cla
         out["next_best_action"] = next_best_action(choice, offers)
         out["human"] = human_of(escalations, approvals, choice)
         out["reevaluate"] = choice["reevaluate"]
+        out["policy"] = choice["policy"]
         out["models"] = {**out["models"], **{f"{k}_response": v for k, v in chooser.versions.items()}}
     return out
 

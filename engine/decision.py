@@ -32,6 +32,7 @@ class Decision:
     human: dict | None = None
     reevaluate: dict | None = None
     allowed: list | None = None
+    policy: dict | None = None
 
     @classmethod
     def from_result(cls, result: dict, *, id: str | None = None, created_at: str | None = None,
@@ -44,7 +45,7 @@ class Decision:
                    dry_run=dry_run, citations=list(citations if citations is not None else result.get("citations") or []),
                    next_best_action=r("next_best_action") or _fallback_action(result),
                    human=r("human") if "human" in result else _fallback_human(result),
-                   reevaluate=r("reevaluate"), allowed=r("allowed"))
+                   reevaluate=r("reevaluate"), allowed=r("allowed"), policy=r("policy"))
 
     @property
     def discount(self):
@@ -94,6 +95,7 @@ class Decision:
             "next_best_action": self.next_best_action,
             "human": self.human,
             "reevaluate": self.reevaluate,
+            "policy": self.policy,
             "allowed": self.allowed if self.allowed is not None else
             [{k: o.get(k) for k in ("offer", "kind", "discount", "term_months", "params") if k in o} for o in self.offers],
         }

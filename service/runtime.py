@@ -22,6 +22,7 @@ from adapters.store.decisions import DecisionStore, audit
 from adapters.store.idempotency import IdempotencyStore
 from adapters.store.models import RulesetVersion
 from adapters.store.capacity import build as build_capacity
+from engine.explore import Exploration
 from engine.decide import Decider
 from engine.response import ResponseModels
 from engine.errors import RulesetError
@@ -63,6 +64,7 @@ class Runtime:
         self.scoring = build_scoring(settings, redis)
         self.responses = ResponseModels.from_dir(settings.models_dir / "response")
         self.capacity = build_capacity(settings, self.factory)
+        self.exploration = Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
         self.deciders: dict[str, Decider] = {}
         self._events = None
         self._evaluating = None
@@ -151,7 +153,8 @@ class Runtime:
             self._seen_id = max(self._seen_id, top)
 
     def decider_for(self, flow) -> Decider:
-        return Decider(flow, scoring=self.scoring, responses=self.responses, capacity=self.capacity)
+        return Decider(flow, scoring=self.scoring, responses=self.responses, capacity=self.capacity,
+                       exploration=self.exploration)
 
     def _swap(self, name: str, decider: Decider) -> None:
         """A replaced engine is closed a while later: a decision on another thread may hold it."""

@@ -50,7 +50,8 @@ class DecisionStore:
         decision = dict.fromkeys(_SIGNALS + _COST)
         decision.update(id=decision_id, created_at=at, flow=flow, ruleset_version=version, account_id=account_id,
                         status=result["status"], api_key_id=api_key_id, request_hash=request_hash, facts=facts,
-                        context=context or {}, result=result, segment=_segment(facts), **(signals or {}), **(cost or {}))
+                        context=context or {}, result=result, segment=_segment(facts), **(signals or {}), **(cost or {}),
+                        **_policy(result))
         rows = [(Decision.__table__, [decision]),
                 (DecisionEvent.__table__, [dict(decision_id=decision_id, type="decided", created_at=at, actor=api_key_id,
                                                 payload={"status": result["status"], "ruleset_version": version})])]
@@ -144,6 +145,11 @@ class DecisionStore:
 
 _SIGNALS = ("trigger", "signal_at", "newest_event_at", "features")
 _COST = ("latency_ms", "cpu_ms")
+
+
+def _policy(result: dict) -> dict:
+    policy = result.get("policy") or {}
+    return {"arm": policy.get("arm"), "propensity": policy.get("propensity")}
 
 
 def _segment(facts: dict):

@@ -37,8 +37,12 @@ class Decision(Base):
     features: Mapped[dict | None] = mapped_column(JSON)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     cpu_ms: Mapped[float | None] = mapped_column(Float)
+    # how the plan was chosen (engine/explore.py): holdout, explore or exploit, with what probability
+    arm: Mapped[str | None] = mapped_column(String(16))
+    propensity: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_decisions_account", "account_id", "id"), Index("ix_decisions_created", "created_at"))
+    __table_args__ = (Index("ix_decisions_account", "account_id", "id"), Index("ix_decisions_created", "created_at"),
+                      Index("ix_decisions_arm", "flow", "arm", "created_at"))
 
 
 class DecisionEvent(Base):

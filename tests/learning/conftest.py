@@ -1,0 +1,1 @@
+from tests.api.conftest import app, client, rules_dir, settings, api_keys  # noqa: F401
