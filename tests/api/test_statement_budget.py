@@ -25,11 +25,12 @@ IDEMPOTENCY_REDIS = 3    # GET, SET NX (in flight), SET (done: replaces the mark
 def counted_app(settings, request):
     """The app with inline dispatch off (the dispatcher's own work is not the decision's) and,
     with redis=True, a real Redis. Drift counts are flushed and read back at most once a
-    second per process (bounded, amortised; engine/scorers/drift.py): frozen here."""
+    second per process (bounded, amortised; engine/scorers/drift.py): frozen here. No holdout:
+    a held-out account plans no action, so its decision writes no outbox row."""
     from api import create_app
     from tests.servers import redis_client
     redis_url = redis_client()[0] if getattr(request, "param", False) else None
-    app = create_app(replace(settings, inline_dispatch_ms=0, redis_url=redis_url))
+    app = create_app(replace(settings, inline_dispatch_ms=0, redis_url=redis_url, holdout_share=0.0))
     rt = app.extensions["postsale"]
     if rt.scoring is not None and rt.scoring.monitor is not None:
         store = rt.scoring.monitor.store
