@@ -1,5 +1,6 @@
-"""The product never reads the simulator's truth: nothing outside simulator/, cli/simulate.py
-and these tests imports simulator.truth or simulator.oracle."""
+"""The product never reads the simulator's truth: nothing outside simulator/, cli/simulate.py,
+these tests and the learning tests (which play the customer's CRM, reporting what the truth says
+happened) imports simulator.truth or simulator.oracle."""
 from __future__ import annotations
 
 import ast
@@ -7,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = {"simulator.truth", "simulator.oracle"}
-ALLOWED = ("simulator/", "cli/simulate.py", "tests/simulator/")
+ALLOWED = ("simulator/", "cli/simulate.py", "tests/simulator/", "tests/learning/")
 SKIP = {".venv", ".git", "var", "node_modules", "build"}
 
 
