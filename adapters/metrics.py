@@ -170,9 +170,33 @@ class KpiCollector:
             put("fresh", key, k["data_freshness_seconds"]["p50"], "0.5")
             put("fresh", key, k["data_freshness_seconds"]["p95"], "0.95")
             put("cpu", key, k["cost_per_decision_cpu_ms"]["value"], scale=0.001)
+        held = self._holdout(sorted({grp["key"]["flow"] for grp in answer["groups"]}), window)
         stamp = _Gauge("postsale_kpi_computed_timestamp_seconds", "When the KPI gauges were read from the database")
         stamp.add_metric([], _time.time())
-        return list(g.values()) + [stamp]
+        return list(g.values()) + held + [stamp]
+
+    def _holdout(self, flows: list, window: str) -> list:
+        """Treated vs holdout per flow (service/learning.holdout_kpis): each arm's KPI and the
+        uplift with its interval's bounds."""
+        from datetime import timedelta
+
+        from adapters.store.db import now
+        from adapters.store.learning import holdout_kpis, logged
+        arm = _Gauge("postsale_kpi_holdout", "Renewal rate, net revenue and discount given per account with an "
+                     "outcome, treated or holdout" + window, labels=["flow", "kpi", "arm"])
+        uplift = _Gauge("postsale_kpi_holdout_uplift", "Treated minus holdout, with the 95% interval's bounds"
+                        + window, labels=["flow", "kpi", "bound"])
+        for flow in flows:
+            report = holdout_kpis(logged(self.factory, flow, now() - timedelta(days=self.window_days)))
+            for kpi, v in report["kpis"].items():
+                for side in ("treated", "holdout"):
+                    if v[side] is not None:
+                        arm.add_metric([flow, kpi, side], v[side])
+                if v["uplift"] is not None:
+                    uplift.add_metric([flow, kpi, "value"], v["uplift"])
+                    uplift.add_metric([flow, kpi, "low"], v["ci95"][0])
+                    uplift.add_metric([flow, kpi, "high"], v["ci95"][1])
+        return [arm, uplift]
 
 
 KPI_COLLECTOR = KpiCollector()

@@ -63,3 +63,26 @@ def kpis():
         403: {description: the key lacks the read scope, content: {application/problem+json: {schema: Problem}}}
     """
     return jsonify(read_kpis(current_app.extensions["postsale"], parse(request.args)))
+
+
+@bp.get("/v1/kpis/holdout")
+@require("read")
+def holdout():
+    """Treated vs holdout: what the automated policy adds.
+    ---
+    get:
+      summary: Renewal rate, net revenue per account and discount given, treated vs holdout, with the uplift and its 95% interval
+      parameters:
+        - {in: query, name: flow, schema: {type: string}, description: "default: the default flow"}
+        - {in: query, name: from, schema: {type: string, format: date-time}, description: "decisions created at or after (RFC 3339 with an offset)"}
+        - {in: query, name: to, schema: {type: string, format: date-time}, description: "decisions created before"}
+      responses:
+        200: {description: "accounts with an outcome per arm; per KPI the treated and holdout means, the uplift (treated − holdout) and its 95% interval, null while an arm has fewer than two accounts", content: {application/json: {schema: {type: object}}}}
+        400: {description: "bad query, every problem by path", content: {application/problem+json: {schema: Problem}}}
+        401: {description: no or unknown API key, content: {application/problem+json: {schema: Problem}}}
+        403: {description: the key lacks the read scope, content: {application/problem+json: {schema: Problem}}}
+    """
+    from service.learning import holdout_report
+    q = parse(request.args)
+    rt = current_app.extensions["postsale"]
+    return jsonify(holdout_report(rt, q.flow or rt.settings.default_flow, q.start, q.end))

@@ -2,6 +2,7 @@
 on the decisions it logged (with their propensities) and the outcomes recorded for them.
 
     postsale evaluate-policy --candidate rules/ --models models/ [--flow renewal] [--since T] [--json]
+    postsale holdout [--flow renewal] [--since T] [--json]
 
 Exit codes: 0 evaluated (whether the candidate wins is in the report), 1 the candidate or the
 database is not usable, 2 nothing to evaluate (no logged decision has an outcome yet).
@@ -26,6 +27,13 @@ def add_subcommands(subparsers) -> None:
     e.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
     e.add_argument("--json", action="store_true", help=JSON_HELP)
     e.set_defaults(func=cmd_evaluate_policy)
+
+    h = subparsers.add_parser("holdout", help="renewal rate, net revenue and discount given per account, treated vs "
+                                              "holdout, with the uplift and its 95% interval")
+    h.add_argument("--flow", default="renewal", help="the flow (default renewal)")
+    h.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
+    h.add_argument("--json", action="store_true", help="the answer of GET /v1/kpis/holdout")
+    h.set_defaults(func=cmd_holdout)
 
 
 def cmd_evaluate_policy(args, out=None, factory=None) -> int:
@@ -60,6 +68,29 @@ def cmd_evaluate_policy(args, out=None, factory=None) -> int:
     else:
         out.write(report_text(report))
     return OK if report["counts"]["evaluated"] else EMPTY
+
+
+def cmd_holdout(args, out=None, factory=None) -> int:
+    from adapters.store.db import iso
+    from adapters.store.learning import holdout_kpis, logged
+    from cli.support import database_unusable, session_factory
+    out = out or sys.stdout
+    try:
+        report = holdout_kpis(logged(factory or session_factory(), args.flow, args.since))
+    except Exception as exc:  # noqa: BLE001 - one clear line
+        return database_unusable(exc, "database", FAILED)
+    report = {"flow": args.flow, "from": iso(args.since), "to": None, **report}
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+        return OK
+    a = report["accounts"]
+    out.write(f"{a['treated']} treated and {a['holdout']} held-out decisions with an outcome\n")
+    out.write(f"{'kpi':<28}{'treated':>14}{'holdout':>14}{'uplift':>14}  95% interval\n")
+    for name, v in report["kpis"].items():
+        cells = [f"{x:>14,.4f}" if x is not None else f"{'-':>14}" for x in (v["treated"], v["holdout"], v["uplift"])]
+        ci = f"  [{v['ci95'][0]:,.4f}, {v['ci95'][1]:,.4f}]" if v["ci95"] else ""
+        out.write(f"{name:<28}{''.join(cells)}{ci}\n")
+    return OK
 
 
 def report_text(report: dict) -> str:

@@ -15,6 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from adapters.store.db import iso
+from adapters.store.learning import holdout_kpis, logged
 from engine.choose import Recorded
 from engine.response import ope
 
@@ -81,4 +83,9 @@ def evaluate_policy(rows: list[dict], decider) -> dict:
                            "ci95": [round(x, 6) for x in diff["ci95"]], "beats": diff["beats"]}}
 
 
-__all__ = ["evaluate_policy", "plan_key", "reward"]
+def holdout_report(rt, flow: str, start=None, end=None) -> dict:
+    """The holdout KPIs of a flow's decisions created in [start, end)."""
+    return {"flow": flow, "from": iso(start), "to": iso(end), **holdout_kpis(logged(rt.factory, flow, start, end))}
+
+
+__all__ = ["evaluate_policy", "holdout_report", "plan_key", "reward"]

@@ -116,4 +116,13 @@ def difference(candidate: Estimate, running: Estimate, z: float = Z95) -> dict:
     return {"difference": diff, "stderr": se, "ci95": [diff - z * se, diff + z * se], "beats": diff - z * se > 0}
 
 
-__all__ = ["Estimate", "difference", "dr", "evaluate", "ips", "on_policy", "snips"]
+def mean_difference(a, b, z: float = Z95) -> dict:
+    """The difference of two independent samples' means with a normal interval (Welch's
+    standard error): the treated against the holdout."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean())
+    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    return {"difference": diff, "stderr": se, "ci95": [diff - z * se, diff + z * se]}
+
+
+__all__ = ["Estimate", "difference", "mean_difference", "dr", "evaluate", "ips", "on_policy", "snips"]
