@@ -41,20 +41,22 @@ def logged(factory, flow: str, since=None, until=None, limit: int = 1_000_000) -
 KPIS = ("renewal_rate", "net_revenue_per_account", "discount_given_per_account")
 
 
-def _kpi_values(row: dict) -> tuple[float, float, float]:
+def _kpi_values(row: dict) -> tuple[float, float, float, float]:
     """(renewed, revenue paid, discount given in USD: the renewal offer's points of the ARR on a
-    renewal) for one decision with its outcomes."""
+    renewal; and the ARR, known before the decision) for one decision with its outcomes."""
     discount = next((o.get("discount") or 0.0 for o in row["result"].get("offers") or [] if o.get("kind") == "renewal"),
                     0.0)
     arr = float(((row["facts"] or {}).get("account") or {}).get("arr") or 0.0)
-    return float(row["renewed"]), row["revenue"], arr * float(discount) / 100.0 if row["renewed"] else 0.0
+    return float(row["renewed"]), row["revenue"], arr * float(discount) / 100.0 if row["renewed"] else 0.0, arr
 
 
 def holdout_kpis(rows: list[dict], z: float = ope.Z95) -> dict:
     """Renewal rate, net revenue per account and discount given, treated (explore and exploit)
     vs holdout, over the decisions with an outcome; each uplift (treated − holdout) with a
     normal interval on the difference of two independent means (Welch's standard error). The
-    holdout is drawn by account, so the difference estimates what the automated policy adds."""
+    holdout is drawn by account, so the difference estimates what the automated policy adds.
+    The money KPIs' uplifts are adjusted by the accounts' ARR (ope.mean_difference), which a
+    decision cannot change and which explains most of the spread in revenue."""
     arms = {"treated": [], "holdout": []}
     for row in rows:
         if row["outcomes"]:
@@ -66,7 +68,9 @@ def holdout_kpis(rows: list[dict], z: float = ope.Z95) -> dict:
         entry = {"treated": round(float(t.mean()), 6) if len(t) else None,
                  "holdout": round(float(h.mean()), 6) if len(h) else None, "uplift": None, "ci95": None}
         if len(t) > 1 and len(h) > 1:
-            d = ope.mean_difference(t, h, z)
+            money = name != "renewal_rate"
+            d = ope.mean_difference(t, h, z, [v[3] for v in arms["treated"]] if money else None,
+                                    [v[3] for v in arms["holdout"]] if money else None)
             entry.update(uplift=round(d["difference"], 6), stderr=round(d["stderr"], 6),
                          ci95=[round(x, 6) for x in d["ci95"]])
         out["kpis"][name] = entry

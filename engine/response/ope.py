@@ -116,10 +116,20 @@ def difference(candidate: Estimate, running: Estimate, z: float = Z95) -> dict:
     return {"difference": diff, "stderr": se, "ci95": [diff - z * se, diff + z * se], "beats": diff - z * se > 0}
 
 
-def mean_difference(a, b, z: float = Z95) -> dict:
+def mean_difference(a, b, z: float = Z95, covariate_a=None, covariate_b=None) -> dict:
     """The difference of two independent samples' means with a normal interval (Welch's
-    standard error): the treated against the holdout."""
+    standard error): the treated against the holdout. With a covariate measured before the
+    treatment (an account's ARR), each value is first adjusted by it (CUPED: y − θ·(x − mean x),
+    θ = cov(y, x) / var(x) pooled): still unbiased when the arms are drawn at random, and far
+    narrower when the covariate explains much of the spread, as ARR does for revenue."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if covariate_a is not None and covariate_b is not None:
+        xa, xb = np.asarray(covariate_a, dtype=float), np.asarray(covariate_b, dtype=float)
+        x, y = np.concatenate([xa, xb]), np.concatenate([a, b])
+        var = float(x.var())
+        if var > 0:
+            theta = float(((x - x.mean()) * (y - y.mean())).mean() / var)
+            a, b = a - theta * (xa - x.mean()), b - theta * (xb - x.mean())
     diff = float(a.mean() - b.mean())
     se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
     return {"difference": diff, "stderr": se, "ci95": [diff - z * se, diff + z * se]}

@@ -68,3 +68,22 @@ def test_bad_propensities_are_refused():
         ope.ips([1.0], [0.0], [1.0])
     with pytest.raises(ValueError):
         ope.ips([1.0, 2.0], [0.5], [1.0])
+
+
+def test_the_holdout_uplift_adjusted_by_a_covariate_is_unbiased_and_mostly_narrower():
+    """Revenue proportional to a skewed ARR, a true uplift of 5 renewal points on the treated:
+    the ARR-adjusted difference lands within 4.5 standard errors of the truth on every one of
+    40 logs, and is narrower than the plain difference of means on most (not all: an extreme
+    account that churns in a small holdout leaves a large residual)."""
+    narrower = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        arr = rng.lognormal(10, 1.2, 3000)
+        treated = rng.random(3000) > 0.1
+        y = (rng.random(3000) < 0.7 + 0.05 * treated) * arr
+        truth = float((0.05 * arr).mean())
+        plain = ope.mean_difference(y[treated], y[~treated])
+        adjusted = ope.mean_difference(y[treated], y[~treated], covariate_a=arr[treated], covariate_b=arr[~treated])
+        assert abs(adjusted["difference"] - truth) <= 4.5 * adjusted["stderr"], seed
+        narrower += adjusted["stderr"] < plain["stderr"]
+    assert narrower >= 28, narrower
