@@ -13,7 +13,8 @@ from . import schemas
 DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history", "rulesets.list_rulesets",
               "rulesets.reload", "rulesets.list_models", "approvals.list_approvals", "approvals.get_approval",
               "approvals.approve", "approvals.reject", "events.ingest", "events.features", "events.events",
-              "events.rebuild", "outcomes.record_outcomes", "outcomes.decision_outcomes", "kpis.kpis")
+              "events.rebuild", "outcomes.record_outcomes", "outcomes.decision_outcomes", "kpis.kpis",
+              "kpis.holdout")
 
 # request bodies shown with the files the README walks through, so the reference and the
 # quick start never disagree

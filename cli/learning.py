@@ -29,7 +29,7 @@ def add_subcommands(subparsers) -> None:
     e.set_defaults(func=cmd_evaluate_policy)
 
     h = subparsers.add_parser("holdout", help="renewal rate, net revenue and discount given per account, treated vs "
-                                              "holdout, with the uplift and its 95% interval")
+                                              "holdout, with the uplift and its 95%% interval")
     h.add_argument("--flow", default="renewal", help="the flow (default renewal)")
     h.add_argument("--since", type=time_argument, help="only decisions recorded from this RFC 3339 time on")
     h.add_argument("--json", action="store_true", help="the answer of GET /v1/kpis/holdout")

@@ -32,8 +32,9 @@ def api_keys() -> dict:
 def settings(db_url, rules_dir, api_keys, models_dir, settings_overrides):
     migrate(db_url)
     base = from_env({"POSTSALE_API_KEYS": json.dumps(api_keys)})
+    # no account held out unless a suite asks (tests/learning): suites test plans for given accounts
     return replace(base, database_url=db_url, rules_dir=rules_dir, models_dir=models_dir, max_body_bytes=64 * 1024,
-                   **settings_overrides)
+                   **{"holdout_share": 0.0, **settings_overrides})
 
 
 @pytest.fixture()
