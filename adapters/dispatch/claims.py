@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, bindparam, exists, or_, select
 from sqlalchemy.orm import aliased
 
 from adapters.store.db import aware, now, transaction
@@ -52,33 +53,44 @@ class Claimed:
 
 
 def due_query(at: datetime, *, decision_id: str | None = None, exclude_actions=(), limit: int = 1):
+    """The ids of the rows due at `at` (see the module's docstring), oldest due first."""
+    return _due_statement(decision_id is not None, tuple(exclude_actions), limit).params(
+        **_due_params(at, decision_id))
+
+
+def _due_params(at: datetime, decision_id: str | None) -> dict:
+    return {"at": at} if decision_id is None else {"at": at, "decision_id": decision_id}
+
+
+@lru_cache(maxsize=64)
+def _due_statement(for_decision: bool, exclude_actions: tuple, limit: int, locking: bool = False,
+                   whole_rows: bool = False):
+    """Built once per shape, with `at` and `decision_id` as bound parameters: building the
+    expression is most of a claim's cost, and the dispatcher claims once per step."""
+    at = bindparam("at", type_=Outbox.__table__.c.next_attempt_at.type)
     prior = aliased(Outbox, name="prior")
     due = or_(and_(Outbox.state.in_(DUE_STATES),
                    or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= at)),
               and_(Outbox.state == "running", Outbox.lease_until < at))
     blocked = exists().where(prior.decision_id == Outbox.decision_id, prior.step < Outbox.step,
                              prior.state.notin_(FINISHED))
-    q = select(Outbox.id).where(due, ~blocked)
-    if decision_id is not None:
-        q = q.where(Outbox.decision_id == decision_id)
+    q = select(Outbox if whole_rows else Outbox.id).where(due, ~blocked)
+    if for_decision:
+        q = q.where(Outbox.decision_id == bindparam("decision_id", type_=Outbox.__table__.c.decision_id.type))
     if exclude_actions:
         q = q.where(Outbox.action_type.notin_(list(exclude_actions)))
-    return q.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+    q = q.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+    return q.with_for_update(skip_locked=True, of=Outbox) if locking else q
 
 
 def claim(factory, dialect: str, worker: str, lease_seconds: float, limit: int = 1, *,
           decision_id: str | None = None, exclude_actions=()) -> list[Claimed]:
     """Take up to `limit` due rows for `worker`; the rows are running when this returns."""
     at = now()
-    q = due_query(at, decision_id=decision_id, exclude_actions=exclude_actions, limit=limit)
-    if dialect == "postgresql":
-        q = q.with_for_update(skip_locked=True, of=Outbox)
+    q = _due_statement(decision_id is not None, tuple(exclude_actions), limit, dialect == "postgresql", True)
     out: list[Claimed] = []
     with transaction(factory) as s:
-        ids = list(s.scalars(q))
-        if not ids:
-            return []
-        rows = s.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)).all()
+        rows = sorted(s.scalars(q, _due_params(at, decision_id)).all(), key=lambda r: r.id)
         for r in rows:
             out.append(Claimed(id=r.id, decision_id=r.decision_id, step=r.step, action_type=r.action_type,
                                params=dict(r.params or {}), idempotency_key=r.idempotency_key,
