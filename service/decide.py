@@ -146,8 +146,10 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     budget = rt.settings.inline_dispatch_budget_ms
     if budget > 0:
         from adapters.dispatch.inline import dispatch_inline
+        account = (decided.get("account") or {}).get("id") if isinstance(decided.get("account"), dict) else None
         dispatch_inline(rt.dispatcher(), rt.factory, decision_id, budget / 1000, body,
-                        idem[0] if idem is not None else None)
+                        idem[0] if idem is not None else None,
+                        recorded=(planned, account, telemetry.traceparent() or cmd.context.get("traceparent")))
     if idem is not None:
         rt.idempotency.cache(idem[0], idem[1], 201, body)
     decision = Decision.from_result(planned, id=decision_id, created_at=body["created_at"])

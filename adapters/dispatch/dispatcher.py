@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -152,6 +153,7 @@ class Dispatcher:
         self._decisions: dict[str, tuple[dict, str | None, str | None]] = {}
         self._lock = threading.Lock()
         self._prepaid = threading.local()  # rate-limit tokens run_decision took before claiming
+        self._held = threading.local()  # (sink, calls) of the tool call this thread is finishing
 
     # ------------------------------------------------------------------ claiming
     def _excluded_actions(self) -> list[str]:
@@ -226,15 +228,21 @@ class Dispatcher:
         if attempt is None:
             breaker.release(permit)
             return StepResult(c.id, c.decision_id, c.step, c.action_type, "lost", c.attempts)
-        try:
-            result = adapter.perform(c.action_type, params, c.idempotency_key)
-        except Exception as err:  # noqa: BLE001 - every failure is recorded on the row
-            breaker.outcome(permit, err)
-            if not isinstance(err, ToolError):
-                log.exception("dispatch of outbox row %s (%s) failed unexpectedly", c.id, c.action_type)
-            return self._failed(c, attempt, err, policy, marker)
-        breaker.outcome(permit, None)
-        return self._done(c, attempt, result, marker)
+        hold = getattr(adapter.audit, "held", None)
+        with hold() if hold is not None else nullcontext() as held:
+            self._held.audit = (adapter.audit, held) if held is not None else None
+            try:
+                try:
+                    result = adapter.perform(c.action_type, params, c.idempotency_key)
+                except Exception as err:  # noqa: BLE001 - every failure is recorded on the row
+                    breaker.outcome(permit, err)
+                    if not isinstance(err, ToolError):
+                        log.exception("dispatch of outbox row %s (%s) failed unexpectedly", c.id, c.action_type)
+                    return self._failed(c, attempt, err, policy, marker)
+                breaker.outcome(permit, None)
+                return self._done(c, attempt, result, marker)
+            finally:
+                self._held.audit = None
 
     def _rate_wait(self, adapter, deadline) -> float:
         """0 once a token is taken; else the seconds to defer by."""
@@ -265,13 +273,23 @@ class Dispatcher:
         with self.factory() as s:
             d = s.get(Decision, decision_id)
             value = (d.result, d.account_id, (d.context or {}).get("traceparent")) if d is not None else ({}, None, None)
-        with self._lock:
-            if len(self._decisions) > 2048:
-                self._decisions.clear()
-            self._decisions[decision_id] = value  # decisions are immutable
+        self.remember(decision_id, *value)  # decisions are immutable
         return value
 
     # ------------------------------------------------------------------ transitions
+    @contextmanager
+    def _after_call(self):
+        """The transaction of a step's state after its tool call; it also writes the call's
+        audit records the sink held back, which count as written once it commits."""
+        with transaction(self.factory) as s:
+            yield s
+            sink, calls = getattr(self._held, "audit", None) or (None, None)
+            written = list(calls or ())
+            if written:
+                sink.write(s, written)
+        if written:
+            del calls[:len(written)]
+
     def _event(self, s, decision_id: str, type_: str, payload: dict) -> None:
         s.add(DecisionEvent(decision_id=decision_id, type=type_, created_at=now(), actor=self.actor,
                             payload=payload))
@@ -306,7 +324,7 @@ class Dispatcher:
 
     def _done(self, c: Claimed, attempt: int, result: ToolResult, marker: dict | None) -> StepResult:
         at = now()
-        with transaction(self.factory) as s:
+        with self._after_call() as s:
             row = self._fenced(s, c)
             if row is None:
                 return StepResult(c.id, c.decision_id, c.step, c.action_type, "lost", attempt)
@@ -328,7 +346,7 @@ class Dispatcher:
         retry_after = getattr(err, "retry_after", None)
         wait = backoff_seconds(policy, attempt, retry_after)
         at = now()
-        with transaction(self.factory) as s:
+        with self._after_call() as s:
             row = self._fenced(s, c)
             if row is None:
                 return StepResult(c.id, c.decision_id, c.step, c.action_type, "lost", attempt)
@@ -374,7 +392,7 @@ class Dispatcher:
         at = now()
         kind = kind or (error_kind(err) if err is not None else "unknown")
         maybe_happened = isinstance(err, ToolTimeout) or kind == "worker_lost"
-        with transaction(self.factory) as s:
+        with self._after_call() as s:
             row = self._fenced(s, c)
             if row is None:
                 return StepResult(c.id, c.decision_id, c.step, c.action_type, "lost", attempt)
@@ -660,7 +678,8 @@ class Dispatcher:
         for t in threads:
             t.join()
 
-    def run_decision(self, decision_id: str, budget_seconds: float, first_action: str | None = None) -> list[dict]:
+    def run_decision(self, decision_id: str, budget_seconds: float, first_action: str | None = None,
+                     last_step: int | None = None) -> list[dict]:
         """Inline dispatch: this decision's due steps, in order, until done or the time budget is
         spent (a call already started finishes; the tool's timeout bounds it). What is left is
         for the workers. Returns the state of each of the decision's rows.
@@ -669,11 +688,15 @@ class Dispatcher:
         is ready. Then no compensation can be pending until a step dies, and when that step's
         tool has an open circuit or no rate-limit token now, nothing is claimed or written (the
         row stays ready for the workers) and [] is returned: under load, when the tools' limits
-        are spent, inline dispatch costs no transaction."""
+        are spent, inline dispatch costs no transaction. With `last_step` too (its number of
+        steps), nothing is claimed after the last one, and the states returned are those of the
+        rows this call moved ({id, step, type, state, attempts}) unless a step died or was
+        deferred (then every row's, read back)."""
         deadline = self.clock() + max(0.0, budget_seconds)
         compensations = first_action is None
         if first_action is not None and not self._prepay(first_action):
             return []
+        moved: list[StepResult] = []
         try:
             while self.clock() < deadline:
                 try:
@@ -681,13 +704,30 @@ class Dispatcher:
                 except Exception:  # noqa: BLE001 - the decision is recorded; workers take over
                     log.exception("inline dispatch of decision %s failed", decision_id)
                     break
+                if isinstance(r, StepResult):
+                    moved.append(r)
                 if r is None or (isinstance(r, StepResult) and r.state in ("retry", "deferred", "lost")):
                     break
                 if isinstance(r, StepResult) and r.state == "dead":
                     compensations = True
+                if (last_step is not None and isinstance(r, StepResult) and r.step >= last_step
+                        and r.state in ("done", "suppressed")):
+                    break
         finally:
             self._prepaid.tools = set()
+        if last_step is not None and first_action is not None and all(m.state in ("done", "suppressed", "retry")
+                                                                      for m in moved):
+            return [{"id": m.id, "step": m.step, "type": m.action, "state": m.state, "attempts": m.attempts}
+                    for m in moved]
         return self.states(decision_id)
+
+    def remember(self, decision_id: str, result: dict, account: str | None, traceparent: str | None) -> None:
+        """What the decision just recorded by this process holds (its result, account, trace),
+        so running its steps does not read it back."""
+        with self._lock:
+            if len(self._decisions) > 2048:
+                self._decisions.clear()
+            self._decisions[decision_id] = (result, account, traceparent)
 
     def _prepay(self, action_type: str) -> bool:
         """False when the action's tool has an open circuit or no rate-limit token now; else

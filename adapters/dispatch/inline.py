@@ -28,26 +28,31 @@ def build_dispatcher(factory, redis=None, settings=None):
                       max_rate_wait=0.0)
 
 
-def dispatch_decision(dispatcher, decision_id: str, budget_seconds: float, first_action: str | None = None) -> list[dict]:
+def dispatch_decision(dispatcher, decision_id: str, budget_seconds: float, first_action: str | None = None,
+                      last_step: int | None = None) -> list[dict]:
     """Run `decision_id`'s ready steps within `budget_seconds`; the state of each of its rows
     ([{id, step, type, state, attempts, idempotency_key}]), or [] without a dispatcher or when
-    nothing ran (Dispatcher.run_decision's `first_action`)."""
+    nothing ran (Dispatcher.run_decision's `first_action` and `last_step`)."""
     if dispatcher is None:
         return []
-    return dispatcher.run_decision(decision_id, budget_seconds, first_action)
+    return dispatcher.run_decision(decision_id, budget_seconds, first_action, last_step)
 
 
 def dispatch_inline(dispatcher, factory, decision_id: str, budget_seconds: float, body: dict,
-                    idempotency_key=None) -> None:
+                    idempotency_key=None, recorded: tuple | None = None) -> None:
     """Dispatch, then write each action's state into `body` (`actions[i].status`: done, retry,
     dead, suppressed, ... or still ready) and into the stored idempotent response, so a replay
-    answers the same. Never raises: the decision is recorded."""
+    answers the same. `recorded` is what the decision holds — (result, account, traceparent) —
+    when the caller has just written it. Never raises: the decision is recorded."""
     actions = body.get("actions") or []
     first = min(actions, key=lambda a: a.get("step") or 0, default=None)
     if first is None or first.get("status") != "ready":
         return  # the first step waits for an approval: nothing can run yet
     try:
-        states = dispatch_decision(dispatcher, decision_id, budget_seconds, first.get("type"))
+        if dispatcher is not None and recorded is not None:
+            dispatcher.remember(decision_id, *recorded)
+        states = dispatch_decision(dispatcher, decision_id, budget_seconds, first.get("type"),
+                                   max(a.get("step") or 0 for a in actions))
     except Exception:  # noqa: BLE001
         log.exception("inline dispatch of decision %s failed; the workers will run it", decision_id)
         return

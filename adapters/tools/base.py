@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -190,19 +192,47 @@ class NullAuditSink:
 
 class DatabaseAuditSink:
     """Writes each call as an audit_log row (kind `tool.call`, subject the idempotency key, so
-    the row joins to its outbox row), in its own short transaction."""
+    the row joins to its outbox row), in its own short transaction — or, inside `held()`, in the
+    transaction the caller writes next (the dispatcher's step transition), so a call and the
+    state it explains commit together, one transaction fewer per call."""
 
     kind = "tool.call"
 
     def __init__(self, session_factory, actor: str = "dispatcher"):
         self.factory = session_factory
         self.actor = actor
+        self._local = threading.local()
 
     def record(self, call: CallRecord) -> None:
+        held = getattr(self._local, "calls", None)
+        if held is not None:
+            held.append(call)
+            return
         from adapters.store.db import transaction
-        from adapters.store.decisions import audit
         with transaction(self.factory) as s:
+            self.write(s, [call])
+
+    def write(self, s, calls) -> None:
+        from adapters.store.decisions import audit
+        for call in calls:
             audit(s, self.actor, self.kind, call.idempotency_key, call.detail())
+
+    @contextmanager
+    def held(self):
+        """Calls recorded by this thread inside are kept in the list yielded; the caller writes
+        them into its transaction (`write`) and empties the list once that commits. Whatever is
+        left on exit (the caller's transaction failed) is written on its own."""
+        self._local.calls = calls = []
+        try:
+            yield calls
+        finally:
+            self._local.calls = None
+            if calls:
+                try:
+                    for call in calls:
+                        self.record(call)
+                except Exception:  # noqa: BLE001 - the audit never changes a call's outcome
+                    log.exception("audit of %d held tool call(s) failed", len(calls))
 
 
 # --------------------------------------------------------------------------- the contract

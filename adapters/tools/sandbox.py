@@ -78,17 +78,16 @@ class SandboxAdapter(Adapter):
 
     def _call(self, spec_action, params, key, reference) -> ToolResult:
         action = spec_action.name
-        fault = take_fault(self.factory, self.tool, action)
-        if fault is not None and fault.error != "timeout":
-            raise _fault_error(fault, self.tool, action)
         digest = _hash(params, reference)
         try:
-            result = self._once(action, params, key, reference, digest)
+            fault, result = self._once(action, params, key, reference, digest)
         except IntegrityError:
             # a concurrent call with the same key committed first: answer with its result
-            result = self._replay(action, key, digest)
+            fault, result = None, self._replay(action, key, digest)
             if result is None:  # pragma: no cover - the unique violation was something else
                 raise
+        if fault is not None and fault.error != "timeout":
+            raise _fault_error(fault, self.tool, action)
         if fault is not None:
             raise ToolTimeout(f"{self.tool}.{action}: sandbox fault: the response was lost (the action "
                               "happened; retry with the same key)", phase="read", tool=self.tool, action=action)
@@ -108,12 +107,17 @@ class SandboxAdapter(Adapter):
         return ToolResult(tool=self.tool, action=action, idempotency_key=key, reference=call.reference,
                           data=call.response, replayed=True, status=call.status)
 
-    def _once(self, action, params, key, reference, digest) -> ToolResult:
+    def _once(self, action, params, key, reference, digest) -> tuple[SandboxFault | None, ToolResult | None]:
+        """The fault this call consumes, if any, and the call's result (None when the fault
+        fails it before anything happens), in one transaction."""
         with transaction(self.factory) as s:
+            fault = take_fault(s, self.tool, action)
+            if fault is not None and fault.error != "timeout":
+                return fault, None
             call = s.scalars(select(SandboxCall).where(SandboxCall.tool == self.tool,
                                                        SandboxCall.idempotency_key == key)).first()
             if call is not None:
-                return self._answer(call, action, key, digest)
+                return fault, self._answer(call, action, key, digest)
             call = SandboxCall(tool=self.tool, action=action, idempotency_key=key, request_hash=digest,
                                reference=None, status=0, response={}, created_at=now())
             s.add(call)
@@ -125,8 +129,8 @@ class SandboxAdapter(Adapter):
             else:
                 ref, status, data = self._write(s, action, params, key)
             call.reference, call.status, call.response = ref, status, data
-        return ToolResult(tool=self.tool, action=action, idempotency_key=key, reference=ref, data=data,
-                          replayed=False, status=status)
+        return fault, ToolResult(tool=self.tool, action=action, idempotency_key=key, reference=ref, data=data,
+                                 replayed=False, status=status)
 
     # -- the simulated tools
     def _write(self, s, action, params, key):
@@ -201,22 +205,22 @@ def ensure_contract(s, account: str) -> SandboxRecord:
 
 # --------------------------------------------------------------------------- faults
 
-def take_fault(factory, tool: str, action: str) -> SandboxFault | None:
-    """Consume one matching fault (action-specific first), atomically across workers."""
-    with transaction(factory) as s:
-        rows = s.scalars(select(SandboxFault).where(
-            SandboxFault.tool == tool, or_(SandboxFault.action == action, SandboxFault.action.is_(None)),
-            or_(SandboxFault.remaining.is_(None), SandboxFault.remaining > 0))
-            .order_by(SandboxFault.action.is_(None), SandboxFault.id)).all()
-        for f in rows:
-            if f.remaining is None:
-                s.expunge(f)
-                return f
-            taken = s.execute(update(SandboxFault).where(SandboxFault.id == f.id, SandboxFault.remaining > 0)
-                              .values(remaining=SandboxFault.remaining - 1))
-            if taken.rowcount:
-                s.expunge(f)
-                return f
+def take_fault(s, tool: str, action: str) -> SandboxFault | None:
+    """Consume one matching fault (action-specific first) in the session's transaction, so a
+    call and the fault it spends commit together; atomic across workers."""
+    rows = s.scalars(select(SandboxFault).where(
+        SandboxFault.tool == tool, or_(SandboxFault.action == action, SandboxFault.action.is_(None)),
+        or_(SandboxFault.remaining.is_(None), SandboxFault.remaining > 0))
+        .order_by(SandboxFault.action.is_(None), SandboxFault.id)).all()
+    for f in rows:
+        if f.remaining is None:
+            s.expunge(f)
+            return f
+        taken = s.execute(update(SandboxFault).where(SandboxFault.id == f.id, SandboxFault.remaining > 0)
+                          .values(remaining=SandboxFault.remaining - 1))
+        if taken.rowcount:
+            s.expunge(f)
+            return f
     return None
 
 

@@ -93,6 +93,43 @@ def test_the_runtime_builds_its_dispatcher_from_the_shipped_catalog(sqlite_facto
     assert list_records(sqlite_factory, kind="quote")[0]["data"]["discount"] == 20
 
 
+def test_a_sandbox_step_inline_takes_four_transactions(sqlite_factory, monkeypatch):
+    """Claim, start, the sandbox's call (with the fault it may spend), and the step's result
+    together with the call's audit row; the decision is not read back, nothing is claimed after
+    its last step: counted, so an extra round trip on the path shows."""
+    from sqlalchemy import event, select
+
+    from adapters.dispatch.inline import build_dispatcher
+    from adapters.store.models import AuditEntry
+    monkeypatch.delenv("POSTSALE_TOOLS_FILE", raising=False)
+    monkeypatch.delenv("POSTSALE_CONTACT_POLICY_FILE", raising=False)
+    from adapters.dispatch import dispatch_inline
+    from adapters.store.models import Decision
+    dispatcher = build_dispatcher(sqlite_factory)
+    dec = record(sqlite_factory, [("create_quote", {"account": "inline-tx", "offer": "renewal_36m"})])
+    with sqlite_factory() as s:
+        result = s.get(Decision, dec).result
+    body = {"actions": [{"step": 1, "type": "create_quote", "status": "ready"}]}
+    begins = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("BEGIN"):
+            begins.append(statement)
+    engine = sqlite_factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        dispatch_inline(dispatcher, sqlite_factory, dec, 2.0, body, recorded=(result, "inline-tx", None))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        dispatcher.close()
+    assert body["actions"][0]["status"] == "done"
+    assert len(begins) == 4
+    [key] = [r.idempotency_key for r in rows(sqlite_factory, dec)]
+    with sqlite_factory() as s:
+        audited = s.scalars(select(AuditEntry).where(AuditEntry.kind == "tool.call", AuditEntry.subject == key)).all()
+    assert [a.detail["outcome"] for a in audited] == ["ok"]
+
+
 @pytest.fixture()
 def app_for(root, ceiling_models_dir):
     """Apps serving hand-made response models: the renewal and its quote go out, whatever the
