@@ -339,6 +339,8 @@ def parser() -> argparse.ArgumentParser:
     add_replay_commands(sub)
     from cli.simulate import add_subcommands as add_simulate_commands
     add_simulate_commands(sub)
+    from cli.diff import add_subcommands as add_diff_commands
+    add_diff_commands(sub)
     from cli.learning import add_subcommands as add_learning_commands
     add_learning_commands(sub)
     return p

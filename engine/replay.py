@@ -61,6 +61,36 @@ def differences(before: dict, after: dict) -> list[str]:
     return out
 
 
+def change_kinds(before: dict, after: dict) -> list[str]:
+    """The differences by kind, as a change is summed up across decisions: offer added or
+    dropped, discount up or down, newly escalated, newly held for approval…"""
+    a, b = plan_of(before), plan_of(after)
+    out = []
+    if a["status"] != b["status"]:
+        out.append("status changed")
+    old, new = a["offers"], b["offers"]
+    if set(new) - set(old):
+        out.append("offer added")
+    if set(old) - set(new):
+        out.append("offer dropped")
+    moved = [(old[o] or 0, new[o] or 0) for o in set(old) & set(new) if old[o] != new[o]]
+    if any(n > o for o, n in moved):
+        out.append("discount up")
+    if any(n < o for o, n in moved):
+        out.append("discount down")
+    if a["actions"] != b["actions"]:
+        out.append("actions changed")
+    if Counter(b["escalations"]) - Counter(a["escalations"]):
+        out.append("newly escalated")
+    if Counter(a["escalations"]) - Counter(b["escalations"]):
+        out.append("escalation dropped")
+    if b["approval"] and not a["approval"]:
+        out.append("newly held for approval")
+    elif a["approval"] and not b["approval"]:
+        out.append("no longer held for approval")
+    return out
+
+
 @dataclass
 class Report:
     flow: str

@@ -11,6 +11,7 @@ account's facts, no scores, nothing of the truth) and answers with an Action; `s
              human capacity is taken as it would be), with the rules/ and models/ it ships
              (service.bootstrap on a private SQLite database, the book's capacity)
     http     the product over its API: POST /v1/decisions, recorded, on a running service
+    rules    a loaded flow decided in this process, recorded nowhere (postsale diff compares two)
     oracle   simulator.oracle (knows the truth; not here, so this module never imports it)
 """
 from __future__ import annotations
@@ -116,6 +117,38 @@ class Shipped(DecisionPolicy):
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class Slots:
+    """Human touches first come, first served up to `limit` (None: no limit), counted in
+    memory: the book's capacity (policy 11) without a database."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.used = limit, 0
+
+    def admit(self, queue: str, value: float, *, mandatory: bool = False, claim: bool = True):
+        from engine.choose import Admission
+        if mandatory:
+            return Admission(True, None, "a policy review: always goes, counted apart from the capacity")
+        if self.limit is not None and self.used >= self.limit:
+            return Admission(False, None, f"the {queue} queue has used its {self.limit} slots")
+        if claim:
+            self.used += 1
+        return Admission(True, None, "a slot is free")
+
+
+class Rules(DecisionPolicy):
+    """A loaded flow (an engine.decide.Decider, without exploration: no account is held out)
+    decided in this process and recorded nowhere, its human touches within `capacity`."""
+    name = "rules"
+
+    def __init__(self, decider, capacity: int | None = None):
+        self.decider = decider
+        self.slots = Slots(capacity)
+
+    def decision(self, facts: dict) -> dict:
+        from engine.decision import Decision
+        return Decision.from_result(self.decider.decide(copy.deepcopy(facts), capacity=self.slots)).to_json()
+
+
 class HttpError(Exception):
     pass
 
@@ -174,5 +207,5 @@ class Http(DecisionPolicy):
 SIMPLE = {"none": Nothing, "blanket": Blanket, "thumb": Thumb}
 NAMES = ("none", "blanket", "thumb", "shipped", "http", "oracle")
 
-__all__ = ["Blanket", "DecisionPolicy", "Http", "HttpError", "NAMES", "Nothing", "Policy", "Shipped", "Thumb",
-           "looks_risky"]
+__all__ = ["Blanket", "DecisionPolicy", "Http", "HttpError", "NAMES", "Nothing", "Policy", "Rules", "Shipped",
+           "Slots", "Thumb", "looks_risky"]

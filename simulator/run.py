@@ -68,6 +68,16 @@ class Score:
                 "offer_mix": self.mix, "deferred": self.deferred, "seconds": round(self.seconds, 2)}
 
 
+def breaches(facts: dict, action: Action) -> tuple[bool, bool]:
+    """(a discount over policy 1's cap, a discount while an invoice is over 30 days overdue,
+    policy 7): the guardrails the simulator checks against the policy as written."""
+    r = action.renewal
+    if r is None:
+        return False, False
+    over_cap = r.discount > cap(facts["account"]["segment"], r.term_months) + 1e-9
+    return over_cap, r.discount > 0 and facts.get("billing", {}).get("days_overdue", 0) > 30
+
+
 def score(name: str, accounts: list[Account], actions: list[Action], capacity: int,
           human_cost: float = HUMAN_COST) -> Score:
     net = paid = 0.0
@@ -85,10 +95,9 @@ def score(name: str, accounts: list[Account], actions: list[Action], capacity: i
             points.append(r.discount)
             if r.discount > 0:
                 mix["discounted"] += 1
-            if r.discount > cap(facts["account"]["segment"], r.term_months) + 1e-9:
-                violations += 1
-            if r.discount > 0 and facts.get("billing", {}).get("days_overdue", 0) > 30:
-                overdue += 1
+            over_cap, while_overdue = breaches(facts, action)
+            violations += over_cap
+            overdue += while_overdue
         if action.upsell is not None:
             mix[action.upsell.offer] += 1
             if action.upsell.offer == "addon_seats" and action.upsell.seats is not None \
@@ -196,4 +205,4 @@ def table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Report", "Score", "actions_of", "decide_with_timing", "make_policy", "score", "simulate", "table"]
+__all__ = ["Report", "Score", "actions_of", "breaches", "decide_with_timing", "make_policy", "score", "simulate", "table"]

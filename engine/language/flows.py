@@ -37,12 +37,21 @@ class Sources:
         self.base = base.rstrip("/")
         self.files = files
 
+    SUFFIXES = (".yaml", ".yml", ".json")
+
+    @classmethod
+    def from_files(cls, base: str, files: dict) -> "Sources":
+        """The flow's files among a folder's (path relative to it: text), as from_dir reads
+        them from disk: the folder's own YAML and JSON files, not its subfolders'."""
+        return cls(base, {name: text for name, text in sorted(files.items())
+                          if "/" not in name and PurePosixPath(name).suffix in cls.SUFFIXES})
+
     @classmethod
     def from_dir(cls, directory: str | Path) -> "Sources":
         directory = Path(directory)
         files = {}
         for p in sorted(directory.iterdir()):
-            if p.is_file() and p.suffix in (".yaml", ".yml", ".json"):
+            if p.is_file() and p.suffix in cls.SUFFIXES:
                 try:
                     files[p.name] = p.read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError) as exc:
