@@ -285,9 +285,11 @@ def load_flow(sources: Sources) -> Flow:
     flow_schema = distinct[0] if len(distinct) == 1 else {"allOf": distinct} if distinct else {"type": "object"}
     input_types = {**DECISION_PATHS, **schema_paths(flow_schema)}
 
+    queues = tuple(fdata.get("queues") or ())
     lowerers, rules_by_doc = {}, {}
     for doc in docs:
         lw = Lowerer(doc, errors)
+        lw.queues = queues
         lowerers[doc.file] = lw
         rules = []
         for i, node in enumerate(doc.data.get("rules") or []):
@@ -329,6 +331,7 @@ def load_flow(sources: Sources) -> Flow:
 
     guardrails = []
     glw = Lowerer(fdoc, errors)
+    glw.queues = queues
     for i, g in enumerate(fdata.get("guardrails") or []):
         gr = _guardrail(glw, g, ("guardrails", i))
         if gr is not None:
@@ -339,6 +342,10 @@ def load_flow(sources: Sources) -> Flow:
     arbitration = Arbitration(tuple(sorted(per_kind.items())), arb.get("rank_by", "expected_value"))
 
     choose = fdata.get("choose") or {}
+    if choose:
+        human = choose.get("human") or {}
+        glw.queue(human.get("queue", "csm"), ("choose", "human", "queue") if "queue" in human else ("choose",),
+                  "" if "queue" in human else " (the default queue of a human touch)")
     known = {**input_types, **derived}
     timing = choose.get("timing") or {}
     value = choose.get("value") or {}
@@ -450,6 +457,10 @@ def _guardrail(lw: Lowerer, g: dict, path) -> Guardrail | None:
     if kind == "eligibility" and not (g.get("offers") or g.get("actions")):
         lw.err(path, "guardrail", "an eligibility guardrail names the 'offers' and/or 'actions' it governs")
         return None
+    if "queue" in g:
+        lw.queue(g["queue"], path + ("queue",))
+    elif g.get("on_violation", default_violation) == "approval" or g.get("approval_over") is not None:
+        lw.queue("deal_desk", path, " (the default queue of a guardrail's approvals)")
     require = lw.condition(g["require"], path + ("require",)) if "require" in g else None
     when = lw.condition(g["when"], path + ("when",)) if "when" in g else None
     on_violation = g.get("on_violation", default_violation)

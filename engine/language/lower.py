@@ -42,6 +42,7 @@ class Lowerer:
         self.numeric_paths = numeric_paths
         self.derived_paths = frozenset()  # set by rules or tables and not input facts
         self.templates: list[tuple[str, Location]] = []  # (path used, where) for later checks
+        self.queues: tuple = ()  # the flow's declared queues; empty: any name goes
 
     def at(self, path) -> Location:
         return self.doc.at(tuple(path))
@@ -294,6 +295,7 @@ class Lowerer:
                     propensity=vals.get("propensity"),
                     reason=self.template(body.get("reason", ""), bp + ("reason",)), params=params, loc=loc))
             elif kind == "escalate":
+                self.queue(body["queue"], bp + ("queue",))
                 out.append(Escalate(body["queue"], self.template(body["reason"], bp + ("reason",)),
                                     bool(body.get("approval", False)), loc))
             elif kind == "block":
@@ -302,6 +304,13 @@ class Lowerer:
                 out.append(RequestAction(body["type"], self.params(body.get("params") or {}, bp + ("params",)),
                                          self.template(body.get("reason", ""), bp + ("reason",)), loc))
         return tuple(out)
+
+    def queue(self, name: str, path, where: str = "") -> None:
+        """A queue the flow does not declare is refused: a misspelt one would wait for nobody."""
+        if self.queues and name not in self.queues:
+            close = difflib.get_close_matches(name, self.queues, n=1, cutoff=0.5)
+            self.err(path, "unknown-queue", f"queue '{name}'{where} is not one of the flow's queues "
+                     f"({', '.join(self.queues)})" + (f"; did you mean '{close[0]}'?" if close else ""))
 
     def params(self, body: dict, path) -> tuple:
         out = []
