@@ -342,6 +342,22 @@ def check_flow(flow, input_types: dict, derived: dict, templates, docs, fdoc, er
                      "this chain would never settle, and its result would depend on firing order; break the cycle")
 
     _check_guardrails(flow, known, input_types, recommended, derived, fdoc, errors)
+    _uncovered_offers(flow, fdoc.data.get("require_eligibility"), errors)
+
+
+def _uncovered_offers(flow, required, errors: Collector) -> None:
+    """With `require_eligibility`, an offer of those kinds that no eligibility guardrail names
+    (by code, kind or `all`) goes out on the rules' word alone: a warning at its recommend."""
+    if not required:
+        return
+    kinds = OFFER_KINDS if required is True else tuple(required)
+    names = {n for g in flow.guardrails if g.type == "eligibility" for n in g.offers}
+    for rule in flow.rules:
+        for a in rule.then:
+            if isinstance(a, Recommend) and a.kind in kinds and not names & {a.offer, a.kind, "all"}:
+                errors.warn(a.loc, "no-eligibility", f"offer '{a.offer}' ({a.kind}) is covered by no eligibility "
+                            f"guardrail, and flow.yaml requires one for {' and '.join(kinds)} offers "
+                            f"(require_eligibility); name it, its kind or 'all' in a guardrail's offers")
 
 
 def _overlaps(table, enums, errors) -> None:

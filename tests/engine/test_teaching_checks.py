@@ -53,3 +53,38 @@ def test_the_human_touch_queue_is_checked():
     chooser = FLOW + "queues: [csm]\nchoose:\n  models: {renewal: r@1.0.0}\n  human: {queue: cms, cost: 1}\n"
     [err] = errors_of(HEAD + "rules: []\n", flow=chooser)
     assert ": unknown-queue: queue 'cms' is not one of the flow's queues (csm); did you mean 'csm'?" in err
+
+
+OFFERING = HEAD + """
+rules:
+  - id: offers
+    when: {fact: account.arr, gt: 100}
+    then:
+      - recommend: {offer: renew-12m, kind: renewal}
+      - recommend: {offer: seats, kind: upsell}
+      - recommend: {offer: sso, kind: upsell}
+"""
+ELIGIBILITY = """
+guardrails:
+  - id: seats-need-arr
+    type: eligibility
+    description: seats for big accounts
+    offers: [seats]
+    require: {fact: account.arr, gt: 1000}
+"""
+
+
+def test_an_offer_no_eligibility_guardrail_covers_is_warned_about_when_the_flow_requires_one():
+    f = flow(OFFERING, flow=FLOW + "require_eligibility: true\n" + ELIGIBILITY)
+    assert [f"{w.location}: {w.code}" for w in f.warnings] == ["mem/r.yaml:11:9: no-eligibility",
+                                                               "mem/r.yaml:13:9: no-eligibility"]
+    assert "offer 'renew-12m' (renewal) is covered by no eligibility guardrail" in f.warnings[0].message
+    assert "'sso' (upsell)" in f.warnings[1].message
+
+
+def test_only_the_required_kinds_and_a_guardrail_naming_a_kind_covers_its_offers():
+    upsells = ELIGIBILITY.replace("offers: [seats]", "offers: [upsell]")
+    assert not flow(OFFERING, flow=FLOW + "require_eligibility: [upsell]\n" + upsells).warnings
+    [w] = flow(OFFERING, flow=FLOW + "require_eligibility: [renewal]\n" + upsells).warnings
+    assert "'renew-12m'" in w.message
+    assert not flow(OFFERING, flow=FLOW + ELIGIBILITY).warnings
