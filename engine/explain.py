@@ -2,13 +2,7 @@
 what was chosen and what was dropped."""
 from __future__ import annotations
 
-
-def _v(x) -> str:
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    if isinstance(x, bool):
-        return "true" if x else "false"
-    return str(x)
+from .notation import shown as _v
 
 
 def explain_text(decision: dict) -> str:
@@ -16,7 +10,7 @@ def explain_text(decision: dict) -> str:
     if decision.get("models"):
         lines.append("models: " + ", ".join(f"{k}={v}" for k, v in sorted(decision["models"].items())))
     lines.append("")
-    lines.append("rules fired, in order:")
+    lines.append("rules fired and tables worked out, in order:")
     for f in decision["trace"]["fired"]:
         matched = ", ".join(f"{k}={_v(v)}" for k, v in f["matched"].items())
         if f["kind"] != "table":

@@ -15,6 +15,7 @@ from ..errors import Collector, Location
 from ..facts import set_path
 from ..language import schemas
 from ..loader import load_file
+from ..notation import shown
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 
@@ -48,14 +49,6 @@ def _where(doc, base: tuple, expect: dict) -> dict:
         if key == "facts" and isinstance(value, dict):
             out.update({f"facts.{p}": doc.key_at(base + (key, p)) for p in value})
     return out
-
-
-def _label(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    return str(v)
 
 
 def test_files(flow_dir: Path) -> list[Path]:
@@ -102,7 +95,7 @@ def load_cases(path: Path, flow_name: str, errors: Collector) -> list[Case]:
                     expect[col[len("expect."):]] = value
                 else:
                     set_path(facts, col, value)
-            label = ", ".join(f"{c.split('.')[-1]}={_label(v)}" for c, v in zip(cols, row))
+            label = ", ".join(f"{c.split('.')[-1]}={shown(v)}" for c, v in zip(cols, row))
             where = _where(doc, ("cases", i, "expect"), base_expect)
             for c, col in enumerate(cols):
                 if col.startswith("expect."):

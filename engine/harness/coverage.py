@@ -19,7 +19,8 @@ from ..conditions import leaves
 from ..decide import plan
 from ..errors import DecisionError, FactsError
 from ..facts import FactsModel, flatten
-from ..ir import Rule
+from ..ir import All, Any_, Expr, FactRef, Not, Rule, Test
+from ..notation import shown
 
 
 @dataclass
@@ -60,14 +61,29 @@ class Coverage:
         return sorted(out)
 
 
+def _operand(v) -> str:
+    if isinstance(v, FactRef):
+        return v.path
+    if isinstance(v, Expr):
+        return f"{v.op}({', '.join(_operand(a) for a in v.args)})"
+    return shown(v)
+
+
 def _text(t) -> str:
+    """A condition as the author reads it: `days_between(decision.date, renewal.date) lte 120`."""
+    if isinstance(t, (All, Any_)):
+        return f"{'all' if isinstance(t, All) else 'any'}({'; '.join(_text(c) for c in t.items)})"
+    if isinstance(t, Not):
+        return f"not({_text(t.item)})"
     v = t.value
-    if hasattr(v, "path"):
+    if t.op == "calc":
+        return f"{_operand(v.left)} {v.op} {_operand(v.right)}"
+    if isinstance(v, FactRef):
         v = f"fact {v.path}"
-    elif isinstance(v, bool):
-        v = "true" if v else "false"
-    elif isinstance(v, tuple):
-        v = "[" + ", ".join(str(x) for x in v) + "]"
+    elif isinstance(v, (All, Any_, Not, Test)):
+        v = f"({_text(v)})"
+    else:
+        v = _operand(v)
     return f"{t.path} {t.op}" + ("" if t.op in ("exists", "missing") else f" {v}")
 
 

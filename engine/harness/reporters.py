@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from ..notation import shown
+
 
 def text_report(results, out, verbose: bool = False) -> None:
     by_file = {}
@@ -14,6 +16,8 @@ def text_report(results, out, verbose: bool = False) -> None:
         if verbose:
             for r in rs:
                 out.write(f"  {'PASS' if r.passed else 'FAIL'} {r.case.name}\n")
+                if r.decision is not None:
+                    out.write(_told(r.decision))
     failed = [r for r in results if not r.passed]
     if failed:
         out.write("\n=================================== FAILURES ===================================\n")
@@ -23,6 +27,17 @@ def text_report(results, out, verbose: bool = False) -> None:
             for f in r.failures:
                 out.write(f"  - {f}\n")
             out.write("\n")
+
+
+def _told(decision: dict) -> str:
+    """What a case's decision did, in the author's notation: what fired (a table that matched no
+    row said as such) and the facts the rules and tables set."""
+    fired = [f"{f['id']} (no row matched)" if f["kind"] == "table" and not f["rows"] else f["id"]
+             for f in decision["trace"]["fired"]]
+    lines = [f"      fired: {', '.join(fired) or 'nothing'}"]
+    if decision.get("derived"):
+        lines.append("      set: " + ", ".join(f"{k}={shown(v)}" for k, v in sorted(decision["derived"].items())))
+    return "".join(line + "\n" for line in lines)
 
 
 def json_report(doc: dict, status: int) -> dict:

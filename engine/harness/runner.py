@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import dates
 from ..errors import DecisionError, FactsError
+from ..notation import shown
 
 KEYED = {"offers": "offer", "allowed": "offer", "escalations": "queue", "actions": "type", "adjustments": "guardrail"}
 # what a flow's choose stage decides; a case pins these only where the choice is clear-cut, and
@@ -45,9 +46,7 @@ def _same(a, b) -> bool:
 
 
 def _show(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return repr(v) if isinstance(v, str) else str(v)
+    return shown(dates.normalise(v))
 
 
 def _match_item(want: dict, got: dict, where: str, failures: list) -> None:
@@ -56,7 +55,7 @@ def _match_item(want: dict, got: dict, where: str, failures: list) -> None:
             failures.append(f"{where}.{k}: expected {_show(v)}, but the {where.split('[')[0][:-1]} has no {k}")
         elif k == "reason" and isinstance(v, str):
             if v not in (got[k] or ""):
-                failures.append(f"{where}.reason: expected to contain {v!r}, got {got[k]!r}")
+                failures.append(f"{where}.reason: expected to contain {_show(v)}, got {_show(got[k])}")
         elif isinstance(v, dict) and isinstance(got[k], dict):
             _match_item(v, got[k], f"{where}.{k}", failures)
         elif not _same(v, got[k]):
@@ -70,12 +69,12 @@ def _match_list(name: str, want: list, got: list, failures: list) -> None:
         idx = next((j for j, g in enumerate(remaining) if g.get(key) == w.get(key)
                     and all(g.get(k) == v for k, v in w.items() if k in ("offer", "type", "guardrail", "queue"))), None)
         if idx is None:
-            have = ", ".join(str(g.get(key)) for g in got) or "none"
-            failures.append(f"{name}: expected {key} {w.get(key)!r}, not among the {name} ({have})")
+            have = ", ".join(_show(g.get(key)) for g in got) or "none"
+            failures.append(f"{name}: expected {key} {_show(w.get(key))}, not among the {name} ({have})")
             continue
         _match_item(w, remaining.pop(idx), f"{name}[{w.get(key)}]", failures)
     for g in remaining:
-        failures.append(f"{name}: unexpected {key} {g.get(key)!r}" + (f" ({g['reason']})" if g.get("reason") else ""))
+        failures.append(f"{name}: unexpected {key} {_show(g.get(key))}" + (f" ({g['reason']})" if g.get("reason") else ""))
 
 
 def _unknown(path: str, wm_facts: dict, known) -> str:
@@ -114,15 +113,14 @@ def check(expect: dict, decision: dict, wm_facts: dict, known=frozenset()) -> li
         want, got = expect[name], decision.get(name)
         if want is None or got is None:
             if want is not got and not (want is None and got is None):
-                failures.append(f"{name}: expected {_show(want) if want is not None else 'null'}, got "
-                                f"{_show(got) if got is not None else 'null'}")
+                failures.append(f"{name}: expected {_show(want)}, got {_show(got)}")
         else:
             _match_item(want, got, name, failures)
     if "blocked" in expect:
         got = sorted({b["offer"] for b in decision["blocked"]})
         want = sorted(set(expect["blocked"]))
         if got != want:
-            failures.append(f"blocked: expected {want}, got {got}")
+            failures.append(f"blocked: expected {_show(want)}, got {_show(got)}")
     fired = [f["id"] for f in decision["trace"]["fired"]]
     unmatched = {f["id"] for f in decision["trace"]["fired"] if f["kind"] == "table" and not f["rows"]}
     shown = [f"{i} (no row matched)" if i in unmatched else i for i in fired]
@@ -148,17 +146,17 @@ def check(expect: dict, decision: dict, wm_facts: dict, known=frozenset()) -> li
             failures.append(f"facts.{path}: expected {_show(v)}, got {_show(wm_facts[path])}")
     if "approval_required" in expect and expect["approval_required"] != decision["approval"]["required"]:
         why = "; ".join(r["reason"] for r in decision["approval"]["reasons"]) or "nothing asked for it"
-        failures.append(f"approval_required: expected {expect['approval_required']}, got "
-                        f"{decision['approval']['required']} ({why})")
+        failures.append(f"approval_required: expected {_show(expect['approval_required'])}, got "
+                        f"{_show(decision['approval']['required'])} ({why})")
     if "approval_queues" in expect and sorted(expect["approval_queues"]) != decision["approval"]["queues"]:
-        failures.append(f"approval_queues: expected {sorted(expect['approval_queues'])}, got "
-                        f"{decision['approval']['queues']}")
+        failures.append(f"approval_queues: expected {_show(sorted(expect['approval_queues']))}, got "
+                        f"{_show(decision['approval']['queues'])}")
     if "dropped" in expect:
         got = sorted({d.get("offer") or d.get("type") for d in decision["trace"]["arbitration"]})
         if sorted(set(expect["dropped"])) != got:
-            failures.append(f"dropped: expected {sorted(set(expect['dropped']))}, got {got}")
+            failures.append(f"dropped: expected {_show(sorted(set(expect['dropped'])))}, got {_show(got)}")
     if "status" in expect and expect["status"] != decision["status"]:
-        failures.append(f"status: expected {expect['status']}, got {decision['status']}")
+        failures.append(f"status: expected {_show(expect['status'])}, got {_show(decision['status'])}")
     return failures
 
 

@@ -61,4 +61,4 @@ def test_a_failing_case_points_at_its_expectation_and_a_misspelt_fact_is_named(t
     assert status != 0, text
     assert "facts.risk.levl: 'risk.levl' is not a fact of this flow; did you mean 'risk.level'?" in text
     assert "wrong.test.yaml:9:15: case failed" in text  # the misspelt fact, not the case's first line
-    assert "wrong.test.yaml:15:14: case failed" in text and "expected 'high', got 'low'" in text
+    assert "wrong.test.yaml:15:14: case failed" in text and "expected high, got low" in text

@@ -85,7 +85,7 @@ def test_coverage_fail_under_exit_2(root):
 def test_explain_text_and_json(root):
     r = run("explain", "examples/renewal-facts.json", cwd=root)
     assert r.returncode == 0, r.stderr
-    assert "rules fired, in order:" in r.stdout and "renewal_36m" in r.stdout
+    assert "rules fired and tables worked out, in order:" in r.stdout and "renewal_36m" in r.stdout
     j = run("explain", "examples/renewal-facts.json", "--json", cwd=root)
     decision = json.loads(j.stdout)
     assert decision["flow"] == "renewal" and decision["trace"]["fired"]
