@@ -4,7 +4,9 @@
 - a condition (one test in a `when`) is covered when some case saw it true and some case saw
   it false while the engine chose what to fire;
 - a table row is covered when some case hit it;
-- a guardrail is covered when some case made it act (clamp, block or approval).
+- a guardrail is covered when some case made it act (clamp, block or approval); one that can
+  never act, because every offer it applies to already respects it, is reported as redundant
+  instead (a constant cap over constant discounts: the analysis is that simple, and sound).
 A condition is judged as it stood when its rule fired, or, for a rule that did not fire, at
 the end of the decision (so a derived fact that is merely not derived *yet* does not count as
 false). Recorded with the reference evaluator, which chooses the same firings as durable_rules.
@@ -19,7 +21,8 @@ from ..conditions import leaves
 from ..decide import plan
 from ..errors import DecisionError, FactsError
 from ..facts import FactsModel, flatten
-from ..ir import All, Any_, Expr, FactRef, Not, Rule, Test
+from ..ir import All, Any_, Expr, FactRef, Not, Recommend, Rule, Test
+from ..language.satisfiable import satisfiable
 from ..notation import shown
 
 
@@ -29,6 +32,7 @@ class Coverage:
     conditions: dict = field(default_factory=dict)  # (item key, idx) -> [loc, text, seen_true, seen_false]
     rows: dict = field(default_factory=dict)        # (table key, row) -> (loc, covered)
     guardrails: dict = field(default_factory=dict)  # id -> (loc, covered)
+    redundant: dict = field(default_factory=dict)   # id -> (loc, why it can never act)
 
     def totals(self) -> tuple[int, int]:
         total = len(self.items) + 2 * len(self.conditions) + len(self.rows) + len(self.guardrails)
@@ -87,8 +91,39 @@ def _text(t) -> str:
     return f"{t.path} {t.op}" + ("" if t.op in ("exists", "missing") else f" {v}")
 
 
+def redundant_guardrails(flow) -> dict:
+    """Discount caps no offer can exceed: a constant cap, and every recommend its `when` may
+    meet (the rule's condition and the guardrail's can hold together) gives a constant
+    discount at or under it. Nothing after the rules raises a discount, so such a cap never acts."""
+    out = {}
+    for g in flow.guardrails:
+        if g.type != "discount_cap" or g.cap is None:
+            continue
+        seen, over = [], False
+        for rule in flow.rules:
+            for a in rule.then:
+                if not isinstance(a, Recommend):
+                    continue
+                if g.when is not None and not satisfiable(All((rule.when, g.when)), {}):
+                    continue
+                d = a.discount
+                if isinstance(d, bool) or not isinstance(d, (int, float)) or d > g.cap:
+                    over = True
+                    break
+                seen.append(d)
+            if over:
+                break
+        if over:
+            continue
+        why = (f"every offer it applies to has a constant discount of at most {shown(max(seen))}, within its cap of "
+               f"{shown(g.cap)}" if seen else "no rule recommends an offer it applies to")
+        out[g.id] = (g.loc, why)
+    return out
+
+
 def measure(flow, cases) -> Coverage:
     cov = Coverage()
+    cov.redundant = redundant_guardrails(flow)
     index = {}
     for item in agenda_items(flow):
         key = item.key
@@ -101,7 +136,8 @@ def measure(flow, cases) -> Coverage:
             for row in item.rows:
                 cov.rows[(key, row.index)] = (row.loc, False)
     for g in flow.guardrails:
-        cov.guardrails[g.id] = (g.loc, False)
+        if g.id not in cov.redundant:
+            cov.guardrails[g.id] = (g.loc, False)
     engine = ReferenceEngine(flow)
     model = FactsModel(flow.facts_schema)
 
@@ -121,7 +157,8 @@ def measure(flow, cases) -> Coverage:
             continue
         for adj in decision["adjustments"]:
             gid = adj["guardrail"]
-            cov.guardrails[gid] = (cov.guardrails[gid][0], True)
+            if gid in cov.guardrails:
+                cov.guardrails[gid] = (cov.guardrails[gid][0], True)
         by_id = {it.id: it for it in agenda_items(flow)}
         for f in out.firings:
             item = by_id[f["id"]]

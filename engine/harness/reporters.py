@@ -63,10 +63,13 @@ def coverage_report(flow_name: str, cov, out, show_gaps: bool = True) -> None:
     guards = sum(1 for v in cov.guardrails.values() if v[1])
     out.write(f"coverage {flow_name}: {cov.percent}% ({covered}/{total}): rules and tables {rules}/{len(cov.items)}, "
               f"condition outcomes {conds}/{2 * len(cov.conditions)}, table rows {rows}/{len(cov.rows)}, "
-              f"guardrails {guards}/{len(cov.guardrails)}\n")
+              f"guardrails {guards}/{len(cov.guardrails)}"
+              + (f" ({len(cov.redundant)} redundant)" if cov.redundant else "") + "\n")
     if show_gaps:
         for loc, what in cov.gaps():
             out.write(f"  {loc}: not covered: {what}\n")
+    for gid, (loc, why) in sorted(cov.redundant.items(), key=lambda kv: kv[1][0]):
+        out.write(f"  {loc}: redundant: guardrail {gid} can never act: {why}\n")
 
 
 def junit_xml(results, path: str, suite: str = "postsale") -> None:

@@ -45,7 +45,7 @@ def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc, 
             doc["errors"].append({"file": ", ".join(map(str, paths or ["rules"])), "line": 0, "column": 0,
                                   "code": "no-flow", "message": "no flow.yaml found", "severity": "error"})
         return LOAD_ERROR
-    results, status, below = [], OK, []
+    results, status, below, measured = [], OK, [], []
     for d in dirs:
         try:
             flow = load_flow_dir(d)
@@ -74,14 +74,19 @@ def _run(paths, coverage, fail_under, junit, verbose, select, engine, out, doc, 
         results.extend(flow_results)
         if coverage:
             cov = measure(flow, cases)
-            coverage_report(flow.name, cov, out)
+            measured.append((flow.name, cov))
             if doc is not None:
                 covered, total = cov.totals()
-                doc["coverage"][flow.name] = {"percent": cov.percent, "covered": covered, "total": total,
-                                              "gaps": [{"location": str(loc), "what": what} for loc, what in cov.gaps()]}
+                doc["coverage"][flow.name] = {
+                    "percent": cov.percent, "covered": covered, "total": total,
+                    "gaps": [{"location": str(loc), "what": what} for loc, what in cov.gaps()],
+                    "redundant": [{"location": str(loc), "guardrail": gid, "why": why}
+                                  for gid, (loc, why) in cov.redundant.items()]}
             if fail_under is not None and cov.percent < fail_under:
                 below.append(f"coverage of flow {flow.name} is {cov.percent}%, under --fail-under {fail_under}%")
     text_report(results, out, verbose)
+    for name, cov in measured:
+        coverage_report(name, cov, out)
     if junit:
         junit_xml(results, junit)
     for b in below:

@@ -88,3 +88,58 @@ def test_only_the_required_kinds_and_a_guardrail_naming_a_kind_covers_its_offers
     [w] = flow(OFFERING, flow=FLOW + "require_eligibility: [renewal]\n" + upsells).warnings
     assert "'renew-12m'" in w.message
     assert not flow(OFFERING, flow=FLOW + ELIGIBILITY).warnings
+
+
+CAPPED = HEAD + """
+rules:
+  - id: small
+    when: {fact: account.segment, eq: smb}
+    then: [{recommend: {offer: renew-smb, kind: renewal, discount: 10}}]
+  - id: large
+    when: {fact: account.segment, eq: enterprise}
+    then: [{recommend: {offer: renew-ent, kind: renewal, discount: 20}}]
+  - id: asked
+    when: {fact: account.segment, eq: mid_market}
+    then: [{recommend: {offer: renew-mid, kind: renewal, discount: {fact: contract.requested_discount}}}]
+"""
+CAPS = """
+guardrails:
+  - {id: smb-cap, type: discount_cap, description: smb, cap: 15, when: {fact: account.segment, eq: smb}}
+  - {id: ent-cap, type: discount_cap, description: ent, cap: 15, when: {fact: account.segment, eq: enterprise}}
+  - {id: mid-cap, type: discount_cap, description: mid, cap: 15, when: {fact: account.segment, eq: mid_market}}
+  - {id: all-cap, type: discount_cap, description: all, cap: 25, when: {fact: account.segment, ne: mid_market}}
+  - {id: us-cap, type: discount_cap, description: any, cap: 15}
+"""
+
+
+def test_a_cap_every_offer_under_its_condition_already_respects_is_redundant_not_a_gap():
+    from engine.harness.coverage import measure, redundant_guardrails
+    f = flow(CAPPED, flow=FLOW + CAPS)
+    found = redundant_guardrails(f)
+    assert sorted(found) == ["all-cap", "smb-cap"]
+    assert found["smb-cap"][1] == "every offer it applies to has a constant discount of at most 10, within its cap of 15"
+    assert "at most 20, within its cap of 25" in found["all-cap"][1]
+    cov = measure(f, [])
+    assert not any("smb-cap" in what or "all-cap" in what for _, what in cov.gaps())
+    assert any("guardrail ent-cap never acted" in what for _, what in cov.gaps())
+    assert sorted(cov.guardrails) == ["ent-cap", "mid-cap", "us-cap"]
+
+
+def test_coverage_is_printed_after_the_results_with_the_redundant_guardrails(tmp_path):
+    import io
+    from engine.harness.suite import run_suite
+    (tmp_path / "flow.yaml").write_text(FLOW + CAPS)
+    (tmp_path / "r.yaml").write_text(CAPPED)
+    from .flowkit import SCHEMA
+    (tmp_path / "facts.schema.yaml").write_text(SCHEMA)
+    (tmp_path / "r.test.yaml").write_text(
+        "cases:\n  - name: smb\n    facts: {account: {id: a, segment: smb}}\n"
+        "    expect: {offers: [{offer: renew-smb, discount: 10}]}\n")
+    out = io.StringIO()
+    assert run_suite([str(tmp_path)], coverage=True, out=out) == 0, out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("r.test.yaml .")
+    assert lines[1].startswith("coverage t: ") and "guardrails 0/3 (2 redundant)" in lines[1]
+    assert any(line.endswith("redundant: guardrail smb-cap can never act: every offer it applies to has a "
+                             "constant discount of at most 10, within its cap of 15") for line in lines)
+    assert lines[-1] == "1 passed, 0 failed"
