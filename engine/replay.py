@@ -91,6 +91,34 @@ def change_kinds(before: dict, after: dict) -> list[str]:
     return out
 
 
+def acted_otherwise(before: dict, after: dict) -> list[str]:
+    """The rules, tables and guardrails responsible for a difference: those that fired on one
+    side only or set other values (a table's other row, a rule's other output), the guardrails
+    that adjusted or blocked otherwise, and "human capacity" when a touch was admitted on one
+    side only (the queue's slots went to other accounts first)."""
+    def fired(result: dict) -> dict:
+        out: dict = {}
+        for f in (result.get("trace") or {}).get("fired", []):
+            out.setdefault(f["id"], []).append((repr(f.get("set")), repr(f.get("rows"))))
+        return out
+
+    def guarded(result: dict) -> dict:
+        out: dict = {}
+        for a in (result.get("adjustments") or []) + (result.get("blocked") or []):
+            if a.get("guardrail"):
+                out.setdefault(a["guardrail"], []).append(repr(sorted((k, repr(v)) for k, v in a.items() if k != "reason")))
+        return out
+
+    names = []
+    for read in (fired, guarded):
+        a, b = read(before), read(after)
+        names += [n for n in sorted(set(a) | set(b), key=str) if a.get(n) != b.get(n)]
+    admitted = {_admitted(before), _admitted(after)}
+    if admitted == {True, False}:
+        names.append("human capacity")
+    return names
+
+
 @dataclass
 class Report:
     flow: str

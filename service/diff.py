@@ -13,6 +13,7 @@ turns it into a CI verdict.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +24,12 @@ from engine.decide import Decider
 from engine.decision import Decision
 from engine.errors import RulesetError
 from engine.language.flows import Sources, load_flow, load_flow_dir
-from engine.replay import _admitted, change_kinds, differences
+from engine.replay import _admitted, acted_otherwise, change_kinds, differences, plan_of
 from engine.response import ResponseModels
 
 CAPACITY_SHARE = 0.05  # human touches on the simulated book, as `postsale simulate` gives them
 GATES = ("violations", "revenue-drop:PCT", "any-change")
+RULES_SHOWN = 8
 
 
 class DiffError(Exception):
@@ -159,9 +161,11 @@ def recorded(base, head, responses, factory, limit: int, examples: int) -> dict:
         return {"skipped": f"the database is not usable ({type(exc).__name__}: {first})"}
     old, new = _deciders(base, head, responses=responses)
     arr_fact = (head.choice.arr_fact if head.choice is not None else "account.arr").split(".")
-    out = {"decisions": len(rows), "changed": 0, "failed": 0, "kinds": {},
-           "discount_offered": {"base": 0.0, "head": 0.0, "delta": 0.0}, "examples": []}
-    kinds: dict[str, int] = {}
+    out = {"decisions": len(rows), "changed": 0, "failed": 0, "kinds": {}, "rules": {},
+           "discount_offered": {"base": 0.0, "head": 0.0, "delta": 0.0},
+           "escalated": {"base": 0, "head": 0}, "held_for_approval": {"base": 0, "head": 0}, "examples": []}
+    kinds: Counter = Counter()
+    rules: Counter = Counter()
     try:
         for decision_id, account_id, _version, facts, result in rows:
             admitted = Recorded(_admitted(result))
@@ -175,22 +179,27 @@ def recorded(base, head, responses, factory, limit: int, examples: int) -> dict:
                                             "changes": [f"could not decide: {exc}"]})
                 continue
             arr = _number(facts, arr_fact)
-            out["discount_offered"]["base"] += _offered(a, arr)
-            out["discount_offered"]["head"] += _offered(b, arr)
+            for side, result in (("base", a), ("head", b)):
+                out["discount_offered"][side] += _offered(result, arr)
+                plan = plan_of(result)
+                out["escalated"][side] += bool(plan["escalations"])
+                out["held_for_approval"][side] += plan["approval"]
             changes = differences(a, b)
             if changes:
                 out["changed"] += 1
-                for k in change_kinds(a, b):
-                    kinds[k] = kinds.get(k, 0) + 1
+                kinds.update(change_kinds(a, b))
+                why = acted_otherwise(a, b)
+                rules.update(why)
                 if len(out["examples"]) < examples:
-                    out["examples"].append({"id": decision_id, "account_id": account_id, "changes": changes})
+                    out["examples"].append({"id": decision_id, "account_id": account_id, "changes": changes,
+                                            "rules": why})
     finally:
         old.close()
         new.close()
     d = out["discount_offered"]
     d["delta"] = d["head"] - d["base"]
     out["discount_offered"] = {k: round(v, 2) for k, v in d.items()}
-    out["kinds"] = dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    out["kinds"], out["rules"] = dict(kinds.most_common()), dict(rules.most_common())
     return out
 
 
@@ -218,8 +227,10 @@ def simulated(base, head, responses, settings, accounts: int, seed: int, example
     scoring = build_scoring(settings)
     old, new = _deciders(base, head, scoring=scoring, responses=responses)
     capacity = int(math.floor(CAPACITY_SHARE * accounts + 1e-9))
+    before, after = Rules(old, capacity), Rules(new, capacity)
     try:
-        out = compare(book(accounts, seed), Rules(old, capacity), Rules(new, capacity), examples=examples)
+        out = compare(book(accounts, seed), before, after, examples=examples,
+                      why=lambda account: acted_otherwise(before.results[account], after.results[account]))
     finally:
         old.close()
         new.close()
@@ -254,6 +265,16 @@ def _share(v) -> str:
     return "-" if v is None else _pct(v)
 
 
+def _moved(sides: dict, key: str | None = None) -> str:
+    a, b = (sides["base"], sides["head"]) if key is None else (sides["base"][key], sides["head"][key])
+    return f"{a:,} → {b:,}"
+
+
+def _names(names, most: int = 4) -> str:
+    names = list(names or [])
+    return ", ".join(f"`{n}`" for n in names[:most]) + (f" +{len(names) - most}" if len(names) > most else "") or "-"
+
+
 def _count(n: int, of: int) -> str:
     return f"{n:,} ({n / of:.1%})" if of else f"{n:,}"
 
@@ -282,25 +303,33 @@ def markdown(r: dict) -> str:
               f"| net revenue Δ, share of the base's uplift | - | {_share(rev['delta_pct_of_uplift'])} of "
               f"{_money(rev['base_uplift'])} ({_share(rev['delta_pct'])} of all net revenue) |",
               f"| guardrail violations (head) | - | {_breaches(book['breaches']['head'])} "
-              f"(base {_breaches(book['breaches']['base'])}) |", ""]
+              f"(base {_breaches(book['breaches']['base'])}) |",
+              f"| escalated / human touches (capacity {book['capacity']:,}) | "
+              f"{'-' if skipped else _moved(rec['escalated'])} | {_moved(book['human'], 'touches')}, "
+              f"policy reviews {_moved(book['human'], 'reviews')} |",
+              f"| held for approval | {'-' if skipped else _moved(rec['held_for_approval'])} | - |", ""]
     if skipped:
         lines += [f"Recorded decisions: skipped ({rec['skipped']}).", ""]
     elif rec["failed"]:
         lines += [f"Recorded decisions that cannot be decided on one side: {rec['failed']}.", ""]
-    for title, part in (("Simulated book", book), ("Recorded decisions", rec)):
+    for title, part in (("simulated book", book), ("recorded decisions", rec)):
         if part.get("kinds"):
-            lines.append(f"**What changes ({title.lower()}):** " +
-                         ", ".join(f"{k} {n:,}" for k, n in part["kinds"].items()))
-            lines.append("")
+            lines += [f"**What changes ({title}):** " + ", ".join(f"{k} {n:,}" for k, n in part["kinds"].items()), ""]
+        if part.get("rules"):
+            lines += [f"**Rules and guardrails acting otherwise ({title}):** " +
+                      ", ".join(f"`{k}` {n:,}" for k, n in list(part["rules"].items())[:RULES_SHOWN]), ""]
     if book["examples"]:
         lines += ["### Examples: simulated book, largest revenue moves", "",
-                  "| account | segment | before | after | net revenue Δ |", "| --- | --- | --- | --- | ---: |"]
-        lines += [f"| {e['account']} | {e['segment']} | {e['before']} | {e['after']} | {_usd(e['net_revenue_delta'])} |"
-                  for e in book["examples"]]
+                  "| account | segment | before | after | net revenue Δ | rules |",
+                  "| --- | --- | --- | --- | ---: | --- |"]
+        lines += [f"| {e['account']} | {e['segment']} | {e['before']} | {e['after']} | {_usd(e['net_revenue_delta'])} "
+                  f"| {_names(e.get('rules'))} |" for e in book["examples"]]
         lines.append("")
     if rec.get("examples"):
-        lines += ["### Examples: recorded decisions", "", "| decision | account | what changes |", "| --- | --- | --- |"]
-        lines += [f"| {e['id']} | {e['account_id'] or '-'} | {'; '.join(e['changes'])} |" for e in rec["examples"]]
+        lines += ["### Examples: recorded decisions", "", "| decision | account | what changes | rules |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {e['id']} | {e['account_id'] or '-'} | {'; '.join(e['changes'])} | {_names(e.get('rules'))} |"
+                  for e in rec["examples"]]
         lines.append("")
     if r["gates"]:
         lines += ["### Gates", ""]

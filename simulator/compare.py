@@ -64,14 +64,17 @@ def _interval(deltas: list[float]) -> tuple[float, float]:
     return (n * mean - half, n * mean + half)
 
 
-def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST, examples: int = 5) -> dict:
+def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST, examples: int = 5,
+            why=None) -> dict:
     """base, head: simulator policies (each decides every account once, with "not yet" followed
     as simulator.run does). Net revenue is also given as a share of the base's uplift over doing
     nothing (what its decisions earn: most of a book's revenue renews whatever is decided).
+    `why(account id)`: the rules responsible for a changed account's difference, counted.
     Examples are the changed accounts whose revenue moves most."""
     before, _ = actions_of(base, accounts)
     after, _ = actions_of(head, accounts)
-    deltas, changed, found = [], [], Counter()
+    deltas, changed, found, rules = [], [], Counter(), Counter()
+    humans = {side: {"touches": 0, "reviews": 0} for side in ("base", "head")}
     net = {"base": 0.0, "head": 0.0, "none": 0.0}
     paid = {"base": 0.0, "head": 0.0}
     breached = {side: {"over_cap": 0, "overdue_discount": 0} for side in ("base", "head")}
@@ -87,14 +90,20 @@ def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST,
             over_cap, overdue = breaches(acct.facts, action)
             breached[side]["over_cap"] += over_cap
             breached[side]["overdue_discount"] += overdue
+            if action.human:
+                humans[side]["reviews" if action.mandatory else "touches"] += 1
         how = kinds(a, b)
         if how:
             found.update(how)
             timing = a.day != b.day
-            changed.append({"account": acct.id, "segment": acct.facts["account"]["segment"],
-                            "before": describe(a, timing), "after": describe(b, timing), "changes": how,
-                            "net_revenue_delta": round(eb.net - ea.net, 2),
-                            "discount_delta": round(eb.discount_usd - ea.discount_usd, 2)})
+            change = {"account": acct.id, "segment": acct.facts["account"]["segment"],
+                      "before": describe(a, timing), "after": describe(b, timing), "changes": how,
+                      "net_revenue_delta": round(eb.net - ea.net, 2),
+                      "discount_delta": round(eb.discount_usd - ea.discount_usd, 2)}
+            if why is not None:
+                change["rules"] = why(acct.id)
+                rules.update(change["rules"])
+            changed.append(change)
     low, high = _interval(deltas)
     delta = net["head"] - net["base"]
     uplift = net["base"] - net["none"]
@@ -107,7 +116,8 @@ def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST,
                             "delta_pct_of_uplift": round(100 * delta / uplift, 4) if uplift > 0 else None},
             "discount_usd": {"base": round(paid["base"], 2), "head": round(paid["head"], 2),
                              "delta": round(paid["head"] - paid["base"], 2)},
-            "breaches": breached, "examples": changed[:max(0, examples)]}
+            "breaches": breached, "human": humans, "rules": dict(rules.most_common()),
+            "examples": changed[:max(0, examples)]}
 
 
 __all__ = ["compare", "describe", "kinds"]

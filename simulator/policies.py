@@ -137,16 +137,20 @@ class Slots:
 
 class Rules(DecisionPolicy):
     """A loaded flow (an engine.decide.Decider, without exploration: no account is held out)
-    decided in this process and recorded nowhere, its human touches within `capacity`."""
+    decided in this process and recorded nowhere, its human touches within `capacity`.
+    `results` keeps each account's last full result (its trace), to say why it differs."""
     name = "rules"
 
     def __init__(self, decider, capacity: int | None = None):
         self.decider = decider
         self.slots = Slots(capacity)
+        self.results: dict[str, dict] = {}
 
     def decision(self, facts: dict) -> dict:
         from engine.decision import Decision
-        return Decision.from_result(self.decider.decide(copy.deepcopy(facts), capacity=self.slots)).to_json()
+        result = self.decider.decide(copy.deepcopy(facts), capacity=self.slots)
+        self.results[facts["account"]["id"]] = result
+        return Decision.from_result(result).to_json()
 
 
 class HttpError(Exception):

@@ -81,6 +81,9 @@ def test_the_report_shows_the_caps_effect_on_the_simulated_book(report):
     assert all(re.match(r"renewal \d+m at [1-9]\d*%", e["before"]) for e in cut), cut
     moves = [abs(e["net_revenue_delta"]) for e in book["examples"]]
     assert moves == sorted(moves, reverse=True)
+    assert all("discount_caps" in e["rules"] for e in cut), "the table whose row changed is named"
+    assert book["rules"]["discount_caps"] == sum("discount_caps" in e["rules"] for e in book["examples"])
+    assert book["human"]["base"]["touches"] <= book["capacity"] and book["human"]["head"]["touches"] <= book["capacity"]
     assert book["breaches"]["head"] == {"over_cap": 0, "overdue_discount": 0}
     assert report["recorded"] == {"skipped": "DATABASE_URL is not set"}
 
@@ -177,12 +180,12 @@ def test_json_shape(report):
     assert set(report) == {"flow", "base", "head", "recorded", "book", "gates"}
     assert set(report["base"]) == {"ref", "commit", "version"} and len(report["base"]["commit"]) == 40
     assert set(report["head"]) == {"path", "version", "git"}
-    assert set(report["book"]) >= {"accounts", "seed", "capacity", "changed", "kinds", "net_revenue", "discount_usd",
-                                   "breaches", "examples"}
+    assert set(report["book"]) == {"accounts", "seed", "capacity", "changed", "kinds", "rules", "net_revenue",
+                                   "discount_usd", "breaches", "human", "examples"}
     assert set(report["book"]["net_revenue"]) == {"base", "head", "delta", "interval", "delta_pct", "base_uplift",
                                                   "delta_pct_of_uplift"}
     assert set(report["book"]["examples"][0]) == {"account", "segment", "before", "after", "changes",
-                                                  "net_revenue_delta", "discount_delta"}
+                                                  "net_revenue_delta", "discount_delta", "rules"}
     assert all(set(g) == {"gate", "tripped", "reason"} for g in report["gates"])
 
 
@@ -219,5 +222,9 @@ def test_recorded_decisions_are_decided_on_base_and_head(repo, db_url):
     assert rec["decisions"] == 30 and rec["failed"] == 0
     assert 0 < rec["changed"] <= 30 and rec["kinds"].get("discount down", 0) > 0, rec
     assert rec["discount_offered"]["delta"] < 0 < rec["discount_offered"]["base"]
+    assert rec["rules"]["discount_caps"] == rec["changed"], rec["rules"]
+    assert set(rec) == {"decisions", "changed", "failed", "kinds", "rules", "discount_offered", "escalated",
+                        "held_for_approval", "examples"}
+    assert rec["held_for_approval"]["base"] <= rec["held_for_approval"]["head"] <= rec["decisions"]
     changes = [c for e in rec["examples"] for c in e["changes"]]
     assert any(re.fullmatch(r"offer renewal_standard discount \d+(\.\d+)? → 0(\.0)?", c) for c in changes), changes
