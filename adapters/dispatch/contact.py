@@ -287,13 +287,13 @@ return 0
 class RedisContactLimiter:
     """Counters shared by every worker through Redis (one sorted set per account and scope)."""
 
-    def __init__(self, redis, prefix: str = "postsale", fallback=None, outage=None):
-        from .ratelimit import RedisOutage
+    def __init__(self, redis, prefix: str = "postsale", *, fallback, outage=None):
+        from .ratelimit import dispatch_guard
         self.redis = redis
         self.prefix = prefix
         self.fallback = fallback
         self._script = redis.register_script(SLIDING_WINDOW)
-        self.outage = outage or RedisOutage("dispatch")
+        self.outage = outage or dispatch_guard(redis)
 
     def _key(self, account, scope):
         # {account hash}: the keys of one account share a Redis Cluster slot (one script, many keys)
@@ -306,14 +306,7 @@ class RedisContactLimiter:
         args = [key]
         for _, lim in limits:
             args += [lim.limit, lim.window_seconds * 1000]
-        full = None
-        if self.outage.usable() or self.fallback is None:
-            try:
-                full = int(self._script(keys=keys, args=args))
-            except Exception as exc:  # noqa: BLE001 - Redis down: count in the database instead
-                if self.fallback is None:
-                    raise
-                self.outage.failed(exc)
+        full = self.outage.call("contact", self._script, keys=keys, args=args)
         if full is None:
             return self.fallback.reserve(row_id=row_id, worker=worker, key=key, account=account, channel=channel,
                                          limits=limits)
@@ -323,13 +316,9 @@ class RedisContactLimiter:
         return Verdict(True, marker=marker_for(account, channel))
 
     def release(self, *, key, account, channel, limits) -> None:
-        if not self.outage.usable():
-            return  # the slot then expires with its window
-        try:
-            for scope, _ in limits:
-                self.redis.zrem(self._key(account, scope), key)
-        except Exception as exc:  # noqa: BLE001
-            self.outage.failed(exc)
+        for scope, _ in limits:  # while Redis is away the slot expires with its window
+            if self.outage.call("release", self.redis.zrem, self._key(account, scope), key) is None:
+                return
 
 
 class DatabaseContactLimiter:

@@ -45,7 +45,7 @@ from .backoff import backoff_seconds
 from .breaker import Breakers
 from .claims import DUE_STATES, Claimed, claim
 from .contact import NO_POLICY, ContactPolicy, make_contact_limiter
-from .ratelimit import RedisOutage, make_rate_limiter
+from .ratelimit import dispatch_guard, make_rate_limiter
 
 log = logging.getLogger("postsale.dispatch")
 
@@ -143,7 +143,7 @@ class Dispatcher:
         self.policy = contact_policy or NO_POLICY
         self.lease_seconds = lease_seconds
         self.breakers = Breakers(breaker_threshold, breaker_cooldown, clock)
-        self.redis_outage = RedisOutage(f"dispatcher {redis_prefix}")  # one view of Redis's health for both
+        self.redis_outage = dispatch_guard(redis, f"dispatcher {redis_prefix}")  # one view of Redis's health for both
         self.limiter = make_rate_limiter(redis, redis_prefix, self.redis_outage)
         self.contacts = make_contact_limiter(factory, redis, redis_prefix, self.redis_outage)
         self.max_rate_wait = max_rate_wait

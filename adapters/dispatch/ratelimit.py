@@ -12,11 +12,15 @@ there (and takes nothing).
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
-log = logging.getLogger("postsale.dispatch")
+from adapters.store.cache import RedisGuard
+
+def dispatch_guard(redis, what: str = "dispatch") -> RedisGuard:
+    """The dispatcher leaves a failed Redis alone for 30 s: rate limits are kept per process and
+    contact counts in the database meanwhile."""
+    return RedisGuard(redis, what, pause=30.0)
 
 TOKEN_BUCKET = """
 local key = KEYS[1]
@@ -67,49 +71,25 @@ class LocalRateLimiter:
             return (1 - tokens) / per_second
 
 
-class RedisOutage:
-    """After Redis fails, leave it alone for `pause` seconds (each failed call can cost the
-    client's timeouts and retries), then try again. Logs once per outage."""
-
-    def __init__(self, what: str, pause: float = 30.0, clock=time.monotonic):
-        self.what = what
-        self.pause = pause
-        self.clock = clock
-        self._until = 0.0
-
-    def usable(self) -> bool:
-        return self.clock() >= self._until
-
-    def failed(self, exc: BaseException) -> None:
-        if self.clock() >= self._until:
-            log.warning("%s: Redis unavailable (%s); rate limits per process and contact counts in the "
-                        "database for %ss", self.what, type(exc).__name__, self.pause)
-        self._until = self.clock() + self.pause
-
-
 class RedisRateLimiter:
     """The bucket in Redis, shared by every worker; falls back to a local bucket when Redis
     does not answer (and for the next 30 s), so an outage of Redis does not stop dispatch."""
 
-    def __init__(self, redis, prefix: str = "postsale", outage: RedisOutage | None = None):
+    def __init__(self, redis, prefix: str = "postsale", outage: RedisGuard | None = None):
         self.redis = redis
         self.prefix = prefix
         self._script = redis.register_script(TOKEN_BUCKET)
         self._local = LocalRateLimiter()
-        self.outage = outage or RedisOutage("dispatch")
+        self.outage = outage or dispatch_guard(redis)
 
     def acquire(self, tool: str, rate) -> float:
-        if self.outage.usable():
-            try:
-                return float(self._script(keys=[f"{self.prefix}:rate:{tool}"],
-                                          args=[float(rate.per_second), int(rate.burst)]))
-            except Exception as exc:  # noqa: BLE001 - redis errors of any kind: keep dispatching
-                self.outage.failed(exc)
-        return self._local.acquire(tool, rate)
+        wait = self.outage.call("rate", self._script, keys=[f"{self.prefix}:rate:{tool}"],
+                                args=[float(rate.per_second), int(rate.burst)])
+        return float(wait) if wait is not None else self._local.acquire(tool, rate)
 
 
-def make_rate_limiter(redis=None, prefix: str = "postsale", outage: RedisOutage | None = None):
+def make_rate_limiter(redis=None, prefix: str = "postsale", outage: RedisGuard | None = None):
     return RedisRateLimiter(redis, prefix, outage) if redis is not None else LocalRateLimiter()
 
 
-__all__ = ["LocalRateLimiter", "RedisRateLimiter", "RedisOutage", "make_rate_limiter", "TOKEN_BUCKET"]
+__all__ = ["LocalRateLimiter", "RedisRateLimiter", "dispatch_guard", "make_rate_limiter", "TOKEN_BUCKET"]

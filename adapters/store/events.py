@@ -10,7 +10,6 @@ batches never deadlock; the Redis cache is written after the commit and only mov
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,12 +21,12 @@ from engine.signals.features import canonical, empty_state, features, fold, rebu
 
 from adapters import telemetry
 
+from .cache import RedisGuard
 from .db import aware, now, transaction
 from .models import DueEvaluation
 from .models import Event as EventRow
 from .models import FeatureState
 
-log = logging.getLogger("postsale.events")
 CACHE_TTL_SECONDS = 7 * 24 * 3600
 
 # KEYS[1] cache key; ARGV[1] version; ARGV[2] JSON; ARGV[3] ttl. Writes only a newer version.
@@ -78,6 +77,7 @@ class EventStore:
         self.factory = factory
         self.triggers = triggers
         self.redis = redis
+        self.guard = RedisGuard(redis, "features")
         self.clock = clock
         self._cache_set = redis.register_script(_CACHE_SET) if redis is not None else None
         self._namespace = None
@@ -211,11 +211,8 @@ class EventStore:
     def _cache(self, snap: Snapshot) -> None:
         if self._cache_set is None:
             return
-        try:
-            self._cache_set(keys=[self.cache_key(snap.account_id)],
-                            args=[snap.version, json.dumps(snap.as_json(), separators=(",", ":")), CACHE_TTL_SECONDS])
-        except Exception as exc:  # noqa: BLE001 - the database has it; the cache catches up on the next read
-            log.warning("could not cache the features of %s: %s", snap.account_id, exc)
+        self.guard.call("cache", self._cache_set, keys=[self.cache_key(snap.account_id)],
+                        args=[snap.version, json.dumps(snap.as_json(), separators=(",", ":")), CACHE_TTL_SECONDS])
 
     def cache_key(self, account: str) -> str:
         if self._namespace is None:
@@ -225,10 +222,7 @@ class EventStore:
     # ---- reads ----
     def snapshot(self, account: str, use_cache: bool = True) -> Snapshot | None:
         if use_cache and self.redis is not None:
-            try:
-                doc = self.redis.hget(self.cache_key(account), "doc")
-            except Exception:  # noqa: BLE001 - fall back to the database
-                doc = None
+            doc = self.guard.call("hget", self.redis.hget, self.cache_key(account), "doc")
             if doc:
                 d = json.loads(doc)
                 at = datetime.fromisoformat(d["newest_event_at"]) if d["newest_event_at"] else None
@@ -279,10 +273,7 @@ class EventStore:
                 row.updated_at = self.clock()
             snap = Snapshot(account, fresh.state, row.version, row.last_seq, aware(row.newest_event_at))
         if self.redis is not None:  # always: the cache may be ahead of a restored database
-            try:
-                self.redis.delete(self.cache_key(account))
-            except Exception:  # noqa: BLE001
-                log.warning("could not drop the cached features of %s", account)
+            self.guard.call("delete", self.redis.delete, self.cache_key(account))
         self._cache(snap)
         return {"account_id": account, "events": fresh.version, "identical": identical, "version": snap.version}
 

@@ -139,3 +139,20 @@ def test_a_marker_left_by_a_dead_request_is_waited_for_briefly_then_decided(app,
     assert r.status_code == 201
     assert json.loads(other.get(rkey))["state"] == "done"
     assert 0 < other.ttl(rkey) and _decisions(app) == ["redis-fault-1"]
+
+
+def test_the_features_cache_is_bypassed_after_one_timeout(app, redis_server):
+    """The features cache goes through the same guard as idempotency: a frozen Redis costs one
+    timeout per pause, not one per read, and the database answers alone meanwhile."""
+    rt = app.extensions["postsale"]
+    events = rt.events
+    assert events.snapshot("frozen-acct") is None
+    before = _errors("features")
+    redis_server.freeze()
+    try:
+        for _ in range(5):
+            assert events.snapshot("frozen-acct") is None
+    finally:
+        redis_server.thaw()
+    assert _errors("features") - before == 1
+    assert events.guard.state == "down"
