@@ -192,11 +192,15 @@ class Chooser:
         plans = {}
         for human in ((False, True) if human_allowed or mandatory else (False,)):
             best, options = None, []
+            parts = {}  # the renewal's parts depend on whether an upsell comes with it, not on which
             for u in [None, *upsells]:
                 up = Part("upsell", None, None, 0.0, 0.0) if u is None else Part(
                     "upsell", u, None, ResponseModel.probability(u_terms, treatments.upsell(u["offer"], human)),
                     float(u.get("value") or 0))
-                none, tops = self._renewal_parts(inputs, r_terms, renewals, human, u is not None, keep)
+                with_upsell = u is not None
+                if with_upsell not in parts:
+                    parts[with_upsell] = self._renewal_parts(inputs, r_terms, renewals, human, with_upsell, keep)
+                none, tops = parts[with_upsell]
                 r = max([none, *tops], key=lambda p: p.ev)
                 cost = self.choice.human_cost if human else 0.0
                 total = r.ev + up.ev - cost - base
