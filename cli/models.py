@@ -5,6 +5,7 @@
     postsale models evaluate models/churn-gbm-1.0.0.json var/holdout.csv [--json]
     postsale models list [--dir models] [--json]
     postsale models train-response var/logged.jsonl [--model-version 1.0.0] [--out models/response]
+    postsale models train-response --from-outcomes [--flow renewal] [--since T] [--out DIR] [--model-version V]
 
 Exit codes: 0 done, 1 an input (CSV, artifact) does not load or training failed.
 `train` needs scikit-learn (requirements-dev.txt); the other commands do not.
@@ -16,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.support import JSON_HELP, renamed
+from cli.support import JSON_HELP, renamed, time_argument
 from engine.scorers.errors import ScorerError
 
 OK, LOAD_ERROR = 0, 1
@@ -59,13 +60,23 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
 
     r = sub.add_parser("train-response", help="train the renewal and upsell response models on logged "
-                       "actions and outcomes (JSON lines, e.g. `postsale simulate --log`)")
-    r.add_argument("data", help="JSON lines: {facts, action, propensity, outcome} (docs/decisioning.md)")
-    r.add_argument("--model-version", dest="version", default="1.0.0", help="the artifacts' version (default 1.0.0)")
-    r.add_argument("--out", default="models/response", help="folder for the artifacts (default: models/response)")
-    r.add_argument("--rules", default="rules", help="rules folder (default: rules)")
+                       "actions and outcomes (JSON lines, e.g. `postsale simulate --log`) or on the decisions "
+                       "and outcomes recorded in the database (--from-outcomes)")
+    r.add_argument("data", nargs="?", help="JSON lines: {facts, action, propensity, outcome} (docs/decisioning.md)")
+    r.add_argument("--from-outcomes", action="store_true",
+                   help="train on the flow's recorded decisions joined to their outcomes (DATABASE_URL)")
+    r.add_argument("--since", type=time_argument, help="--from-outcomes: only decisions recorded from this RFC 3339 "
+                                                       "time on")
+    r.add_argument("--model-version", dest="version", help="the artifacts' version (default: 1.0.0; "
+                   "--from-outcomes: the next minor version of the models in use)")
+    r.add_argument("--out", help="folder for the artifacts (default: models/response; --from-outcomes: the served "
+                                 "folder, POSTSALE_MODELS_DIR/response)")
+    r.add_argument("--rules", help="rules folder (default: POSTSALE_RULES, rules)")
     r.add_argument("--flow", default="renewal", help="the flow whose facts schema and scorers prepare the rows")
-    r.add_argument("--c", type=float, default=1.0, help="inverse L2 regularisation strength (default 1.0)")
+    r.add_argument("--prior", choices=["current", "none"], help="current: recalibrate the models in use on the rows; "
+                   "none: fit every coefficient (default: current with --from-outcomes, none otherwise)")
+    r.add_argument("--c", type=float, help="inverse L2 strength, towards the model in use with --prior current, "
+                                           "towards zero otherwise (default 1.0)")
     r.add_argument("--weighted", action="store_true", help="weight rows by 1/propensity")
     r.add_argument("--json", action="store_true", help="the metrics as JSON")
     r.set_defaults(func=cmd_train_response)
@@ -120,53 +131,69 @@ def cmd_train(args, out=None) -> int:
     return OK
 
 
-def response_preparer(flow_dir):
-    """facts → the flattened inputs a decision of the flow sees: validated, scored by the
-    selected scorers (POSTSALE_MODELS), as engine/decide.Decider prepares them."""
-    from config.settings import from_env
-    from engine.facts import FactsModel, flatten
-    from engine.language.flows import load_flow_dir
-    from service.runtime import build_scoring
-    flow = load_flow_dir(flow_dir)
-    model, scoring = FactsModel(flow.facts_schema), build_scoring(from_env())
-
-    def prepare(facts: dict) -> dict:
-        prepared = model.prepare(facts)
-        if scoring is not None:
-            prepared, _ = scoring.apply_explained(prepared)
-        return flatten(prepared)
-    return prepare
-
-
-def cmd_train_response(args, out=None) -> int:
+def cmd_train_response(args, out=None, factory=None) -> int:
     out = out or sys.stdout
     try:
         from engine.response import training
     except ImportError as exc:
-        return _err(f"postsale models train-response needs scikit-learn and numpy ({exc}): "
+        return _err(f"postsale models train-response needs numpy and scipy ({exc}): "
                     "pip install -r requirements-dev.txt")
+    from dataclasses import replace
+
+    from config.settings import from_env
     from engine.errors import FactsError, RulesetError
+    from engine.response import ResponseModelError
+    from service import learning
+    if bool(args.data) == bool(args.from_outcomes):
+        return _err("give either a JSON-lines file or --from-outcomes")
+    settings = from_env()
+    if args.rules:
+        settings = replace(settings, rules_dir=Path(args.rules))
+    prior = (args.prior or ("current" if args.from_outcomes else "none")) == "current"
+    c = 1.0 if args.c is None else args.c
+    source = "the recorded decisions" if args.from_outcomes else args.data
     try:
-        rows = training.read_rows(args.data)
-        prepare = response_preparer(Path(args.rules) / args.flow)
-        prepared = [prepare(r["facts"]) for r in rows]
-        docs = [training.fit(rows, prepare, kind=k, version=args.version, c=args.c, weighted=args.weighted,
-                             prepared=prepared) for k in ("renewal", "upsell")]
-    except (OSError, ValueError, KeyError, RulesetError, FactsError) as exc:
-        return _err(f"{args.data}: {exc}")
-    report = []
-    for doc in docs:
-        path = training.write(doc, args.out)
-        report.append({"artifact": str(path), "ref": f"{doc['name']}@{doc['version']}", **doc["metrics"]})
+        if args.from_outcomes:
+            from cli.support import session_factory
+            report = learning.train_from_outcomes(factory or session_factory(), settings, flow=args.flow,
+                                                  since=args.since, out=Path(args.out) if args.out else None,
+                                                  version=args.version, prior=prior, c=c, weighted=args.weighted)
+        else:
+            report = learning.train_from_log(training.read_rows(args.data), settings, flow=args.flow,
+                                             out=Path(args.out or "models/response"), version=args.version or "1.0.0",
+                                             prior=prior, c=c, weighted=args.weighted)
+    except (OSError, ValueError, KeyError, RulesetError, FactsError, ResponseModelError) as exc:
+        return _err(f"{source}: {exc}")
     if args.json:
         print(json.dumps(report, indent=2), file=out)
         return OK
-    for r in report:
-        q = f", Qini {r['qini']['qini']:.4f} (AUUC {r['qini']['auuc']:.4f})" if "qini" in r else ""
-        print(f"{r['artifact']}: {r['ref']}: holdout {r['holdout_rows']} rows, AUC {r['auc']:.4f}, "
-              f"log loss {r['log_loss']:.4f}, mean predicted {r['mean_predicted']:.3f} vs observed "
-              f"{r['mean_observed']:.3f}{q}", file=out)
-    return OK
+    out.write(training_text(report))
+    return OK if report["models"] else LOAD_ERROR
+
+
+def _model_line(ref: str, m: dict) -> str:
+    q = f", Qini {m['qini']['qini']:.4f} (AUUC {m['qini']['auuc']:.4f})" if "qini" in m else ""
+    return (f"{ref}: AUC {m['auc']:.4f}, log loss {m['log_loss']:.4f}, mean predicted {m['mean_predicted']:.3f} "
+            f"vs observed {m['mean_observed']:.3f}{q}")
+
+
+def training_text(report: dict) -> str:
+    c = report["counts"]
+    arms = ", ".join(f"{n} {a}" for a, n in sorted(c["by_arm"].items()))
+    lines = [f"{c['used']} rows ({arms}) of {c['logged']} logged; {c['no_outcome']} without an outcome left out"]
+    if not report["models"]:
+        lines.append("nothing to train on")
+    for r in report["models"]:
+        if r.get("skipped"):
+            lines.append(f"{r['kind']}: not trained ({r['skipped']}); {(r['current'] or {}).get('ref', 'none')} stays")
+            continue
+        how = f"recalibrated from {r['prior']}" if r["prior"] else "fitted from scratch"
+        lines.append(f"{r['artifact']}: {r['ref']}, {how} on {r['rows']} rows; holdout of "
+                     f"{r['metrics']['holdout_rows']} rows:")
+        lines.append("  new      " + _model_line(r["ref"], r["metrics"]))
+        if r["current"]:
+            lines.append("  in use   " + _model_line(r["current"]["ref"], r["current"]["metrics"]))
+    return "\n".join(lines) + "\n"
 
 
 def evaluate(artifact_path, data_path) -> dict:

@@ -80,15 +80,16 @@ class Decider:
 
 def chooser_for(flow, responses) -> Chooser | None:
     """The flow's choose stage with its models, or None when the flow has no `choose` section.
+    A model is named `name@version`, or `name` alone for its newest version in `responses`.
     RulesetError located at the `choose` section when a model it names is not in `responses`."""
     c = flow.choice
     if c is None:
         return None
-    found = responses.models if responses is not None else {}
     refs = [c.renewal_model] + ([c.upsell_model] if c.upsell_model else [])
-    missing = [r for r in refs if r not in found]
+    found = {r: responses.get(r) for r in refs} if responses is not None else {}
+    missing = [r for r in refs if found.get(r) is None]
     if missing:
-        have = ", ".join(sorted(found)) or "none"
+        have = ", ".join(responses.versions if responses is not None else []) or "none"
         raise RulesetError([Diagnostic(c.loc, "unknown-model", f"response model {r} is not in the models "
                                        f"directory's response/ (have: {have})") for r in missing])
     kinds = {c.renewal_model: "renewal", c.upsell_model: "upsell"}

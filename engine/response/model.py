@@ -149,6 +149,17 @@ def load(path) -> ResponseModel:
     return ResponseModel(doc, str(path))
 
 
+def version_key(version: str) -> tuple:
+    """1.10.0 after 1.9.0."""
+    return tuple(int(p) if p.isdigit() else p for p in version.split("."))
+
+
+def next_version(version: str) -> str:
+    """The next minor version: 1.0.0 → 1.1.0."""
+    major, minor, *_ = [int(p) for p in version.split(".")] + [0, 0]
+    return f"{major}.{minor + 1}.0"
+
+
 class ResponseModels:
     """The response models a flow's choose stage names, loaded from one directory.
 
@@ -173,7 +184,11 @@ class ResponseModels:
         return cls(found)
 
     def get(self, ref: str) -> ResponseModel | None:
-        return self.models.get(ref)
+        """`name@version`, or a bare `name`: its newest version here."""
+        if "@" in ref:
+            return self.models.get(ref)
+        found = [m for m in self.models.values() if m.name == ref]
+        return max(found, key=lambda m: version_key(m.version)) if found else None
 
     def require(self, refs) -> dict[str, ResponseModel]:
         missing = [r for r in refs if r not in self.models]

@@ -1,4 +1,4 @@
-"""Training response models from logged actions and outcomes (training only: numpy, sklearn).
+"""Training response models from logged actions and outcomes (training only: numpy, scipy).
 
     postsale models train-response logged.jsonl --version 1.0.0 --out models/response
 
@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from scipy.optimize import minimize
+from scipy.special import expit
 
 from . import treatments
 from .model import FORMAT, FORMAT_VERSION, ResponseModel
@@ -144,9 +145,8 @@ def _design(z: np.ndarray, enc: np.ndarray) -> np.ndarray:
     return np.hstack(parts)
 
 
-def _export(clf, nfeat: int, names: tuple) -> dict:
-    w = clf.coef_[0]
-    coef = {"base": {"intercept": float(clf.intercept_[0]), "weights": [float(v) for v in w[:nfeat]]}}
+def _export(intercept: float, w: np.ndarray, nfeat: int, names: tuple) -> dict:
+    coef = {"base": {"intercept": float(intercept), "weights": [float(v) for v in w[:nfeat]]}}
     i = nfeat
     for t in names:
         coef[t] = {"intercept": float(w[i]), "weights": [float(v) for v in w[i + 1:i + 1 + nfeat]]}
@@ -165,47 +165,137 @@ def _auc(y, p) -> float:
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None = None, c: float = 1.0,
-        weighted: bool = False, holdout: float = 0.2, seed: int = 0, prepared: list | None = None) -> dict:
-    """A `postsale-response` artifact (a dict) fitted on `rows`; `prepare(facts)` → flattened
-    inputs, or `prepared`, the rows' inputs already prepared (both models of a log share them)."""
-    names = treatments.RENEWAL if kind == "renewal" else treatments.UPSELL
+MIN_ROWS = 50
+
+
+class TooFewRows(ValueError):
+    """Not enough rows teach this model (an upsell model on a book with few upsell offers)."""
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float, anchor: np.ndarray,
+              intercept: float = 0.0) -> tuple[float, np.ndarray]:
+    """(intercept, coefficients) minimising Σ w·log loss + ‖β − anchor‖² / 2c: L2-regularised
+    logistic regression (scikit-learn's objective when the anchor is 0), shrunk towards
+    `anchor` (a recalibration's identity)."""
+    def loss(t):
+        z = t[0] + x @ t[1:]
+        gap = t[1:] - anchor
+        g = w * (expit(z) - y)
+        value = float(w @ (np.logaddexp(0.0, z) - y * z)) + float(gap @ gap) / (2 * c)
+        return value, np.concatenate([[g.sum()], x.T @ g + gap / c])
+    res = minimize(loss, np.concatenate([[intercept], anchor]), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 5000})
+    return float(res.x[0]), res.x[1:]
+
+
+def _flat_coefficients(model: ResponseModel, names: tuple) -> tuple[float, np.ndarray]:
+    """A model's coefficients in the design matrix's order (see _design), with its base intercept."""
+    coef = model.doc["coefficients"]
+    parts = [coef["base"]["weights"]]
+    for t in names:
+        parts.append([coef[t]["intercept"], *coef[t]["weights"]])
+    return float(coef["base"]["intercept"]), np.array([v for p in parts for v in p], dtype=float)
+
+
+def recalibrated(prior: ResponseModel, z: np.ndarray, enc: np.ndarray, y: np.ndarray, w: np.ndarray,
+                 c: float) -> tuple[float, np.ndarray]:
+    """The prior's coefficients (design order) after a recalibration on the rows: its base logit
+    and each group of treatments (treatments.GROUPS: a discount's two terms move together, so do
+    the two longer terms) get a scale, and the group's first treatment a shift,
+
+        logit = α + λ·base(x) + Σ_g (γ_g · Σ_{k∈g} a_k·effect_k(x) + β_g · a_first(g)),
+
+    a dozen numbers shrunk towards the prior (α = β = 0, λ = γ = 1), so that a few thousand rows
+    can say "offers work half as well here" without re-learning every interaction from scratch.
+    The result has the artifact's form (base and effects stay linear in z)."""
+    b0, flat = _flat_coefficients(prior, prior.treatments)
+    nf = z.shape[1]
+    index = {t: i for i, t in enumerate(prior.treatments)}
+    base_w = flat[:nf]
+    effects = [(flat[nf + i * (nf + 1)], flat[nf + i * (nf + 1) + 1: nf + (i + 1) * (nf + 1)])
+               for i in range(len(prior.treatments))]
+    groups = [[index[t] for t in g if t in index] for g in treatments.GROUPS[prior.kind]]
+    groups = [g for g in groups if g]
+    cols = [b0 + z @ base_w]
+    for g in groups:
+        cols.append(sum(enc[:, i] * (effects[i][0] + z @ effects[i][1]) for i in g))
+        cols.append(enc[:, g[0]])
+    anchor = np.array([1.0] + [1.0, 0.0] * len(groups))
+    alpha, t = _logistic(np.column_stack(cols), y, w, c, anchor, 0.0)
+    lam, scale, shift = t[0], {}, {}
+    for n, g in enumerate(groups):
+        for i in g:
+            scale[i] = t[1 + 2 * n]
+        shift[g[0]] = t[2 + 2 * n]
+    out = [lam * base_w]
+    for i, (bi, wi) in enumerate(effects):
+        gamma = scale.get(i, 1.0)
+        out.append(np.concatenate([[gamma * bi + shift.get(i, 0.0)], gamma * wi]))
+    return alpha + lam * b0, np.concatenate(out)
+
+
+def examples(rows: list[dict], prepare, kind: str, weighted: bool, prepared: list | None = None):
+    """(inputs, treatment encodings, outcomes, weights) of the rows that teach the `kind` model:
+    every row with a known renewal outcome for renewal, the rows with an upsell offer for upsell."""
     inputs, encs, ys, ws = [], [], [], []
     for i, row in enumerate(rows):
         x = prepared[i] if prepared is not None else prepare(row["facts"])
         if kind == "renewal":
-            e, y = renewal_encoding(row, x), row["outcome"]["renewed"]
+            e, y = renewal_encoding(row, x), row["outcome"].get("renewed")
         else:
-            e = upsell_encoding(row, x)
-            if e is None:
-                continue
-            y = row["outcome"]["upsell_accepted"]
+            e, y = upsell_encoding(row, x), row["outcome"].get("upsell_accepted")
+        if e is None or y is None:
+            continue
         inputs.append(x)
         encs.append(e)
         ys.append(int(y))
         ws.append(1.0 / max(float(row.get("propensity") or 1.0), 1e-3) if weighted else 1.0)
-    if len(inputs) < 50:
-        raise ValueError(f"{kind}: {len(inputs)} usable rows, at least 50 needed")
-    features = fit_features(inputs)
+    w = np.array(ws, dtype=float)
+    return inputs, np.array(encs, dtype=float), np.array(ys, dtype=float), w / w.mean() if len(w) else w
+
+
+def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None = None, c: float = 1.0,
+        weighted: bool = False, holdout: float = 0.2, seed: int = 0, prepared: list | None = None,
+        prior: ResponseModel | None = None, against=()) -> dict:
+    """A `postsale-response` artifact (a dict) fitted on `rows`; `prepare(facts)` → flattened
+    inputs, or `prepared`, the rows' inputs already prepared (both models of a log share them).
+
+    With a `prior` (the model in use), the new model is the prior recalibrated on the rows
+    (`recalibrated`; `c` its strength), with the prior's features; without, every coefficient is
+    fitted, shrunk towards zero (`c`: inverse L2 strength). `against`: models whose metrics on the
+    same holdout rows are reported beside the new one's (metrics.against)."""
+    names = treatments.RENEWAL if kind == "renewal" else treatments.UPSELL
+    inputs, enc, y, w = examples(rows, prepare, kind, weighted, prepared)
+    if len(inputs) < MIN_ROWS:
+        raise TooFewRows(f"{kind}: {len(inputs)} usable rows, at least {MIN_ROWS} needed")
+    if prior is not None and tuple(prior.treatments) != names:
+        raise ValueError(f"{kind}: the prior {prior.ref} has treatments {list(prior.treatments)}, not {list(names)}")
+    features = [dict(f) for f in prior.doc["features"]] if prior is not None else fit_features(inputs)
     probes = [ResponseModel._feature_only(f) for f in features]
     z = np.array([[p(x) for p in probes] for x in inputs])
-    enc, y, w = np.array(encs), np.array(ys), np.array(ws)
     rng = np.random.default_rng(seed)
     test = rng.random(len(y)) < holdout
-    clf = LogisticRegression(C=c, max_iter=2000)
-    clf.fit(_design(z[~test], enc[~test]), y[~test], sample_weight=w[~test])
+    if prior is None:
+        design = _design(z[~test], enc[~test])
+        intercept, beta = _logistic(design, y[~test], w[~test], c, np.zeros(design.shape[1]))
+    else:
+        intercept, beta = recalibrated(prior, z[~test], enc[~test], y[~test], w[~test], c)
     doc = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "name": name or f"{kind}-response", "version": version, "kind": kind,
+        "name": name or (prior.name if prior is not None else f"{kind}-response"), "version": version, "kind": kind,
         "outcome": "renewed" if kind == "renewal" else "upsell_accepted",
         "description": ("P(renew) under a renewal offer (term, discount) and a human touch" if kind == "renewal"
                         else "P(accept) of an upsell offer, with or without a human touch"),
-        "features": features, "treatments": list(names), "coefficients": _export(clf, z.shape[1], names),
+        "features": features, "treatments": list(names), "coefficients": _export(intercept, beta, z.shape[1], names),
         "trained": {"rows": int((~test).sum()), "holdout_rows": int(test.sum()), "c": c, "weighted": weighted,
+                    "prior": prior.ref if prior is not None else None,
                     "at": datetime.now(timezone.utc).replace(microsecond=0).isoformat()},
     }
     model = ResponseModel(doc)
-    doc["metrics"] = _metrics(model, [x for x, t in zip(inputs, test) if t], enc[test], y[test], kind)
+    held = [x for x, t in zip(inputs, test) if t]
+    doc["metrics"] = _metrics(model, held, enc[test], y[test], kind)
+    if against:
+        doc["metrics"]["against"] = {m.ref: _metrics(m, held, enc[test], y[test], kind) for m in against}
     return doc
 
 
@@ -216,12 +306,23 @@ def _metrics(model: ResponseModel, inputs: list[dict], enc: np.ndarray, y: np.nd
     eps = 1e-9
     out = {"holdout_rows": int(len(y)),
            "log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
-           "auc": _auc(y, p), "mean_predicted": float(p.mean()), "mean_observed": float(y.mean())}
+           "auc": _auc(y, p), "mean_predicted": float(p.mean()), "mean_observed": float(y.mean()),
+           "calibration": calibration(y, p)}
     if kind == "renewal" and len(y):
         from .uplift import qini
         u = np.array([model.predict(x, treatments.renewal(12, 10, 12, False))
                       - model.predict(x, treatments.renewal(None, 0, 12, False)) for x in inputs])
         out["qini"] = qini(y, enc[:, 0] > 0, u)
+    return out
+
+
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict]:
+    """Mean predicted against observed rate in equal-count bins of the prediction."""
+    order = np.argsort(p, kind="stable")
+    out = []
+    for part in np.array_split(order, min(bins, len(order))) if len(order) else []:
+        out.append({"rows": int(len(part)), "mean_predicted": round(float(p[part].mean()), 4),
+                    "observed": round(float(y[part].mean()), 4)})
     return out
 
 

@@ -8,6 +8,11 @@ import math
 
 RENEWAL = ("offer", "discount_log", "discount", "term_24", "term_36", "upsell", "offer_and_upsell", "human")
 UPSELL = ("premium", "human", "oversize")
+# treatments whose effects a recalibration scales together (engine/response/training.recalibrated):
+# a discount's two terms describe one curve, the two longer terms one preference
+GROUPS = {"renewal": (("offer",), ("discount_log", "discount"), ("term_24", "term_36"), ("upsell", "offer_and_upsell"),
+                      ("human",)),
+          "upsell": (("premium",), ("human",), ("oversize",))}
 
 
 def renewal(offer_term: int | None, discount: float, current_term: int | None, human: bool,
