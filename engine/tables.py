@@ -3,7 +3,9 @@
 Cells: "-" (any), a literal, "<= 12" / "< 5" / ">= 24" / "> 3" / "!= x", ranges
 "[10..20]" (inclusive), "]10..20[" or "(10..20)" (exclusive ends, mixable), comma
 lists "smb, mid_market" / "<18, >=60" or a YAML list (any of), "not(a, b)" / "not(<18)" (none of), '"a, b"' (a quoted
-literal). Hit policies follow DMN 1.3 exactly:
+literal). On a date input (`format: date` or `date-time`) the literals are ISO dates and every
+test compares calendar values, as a rule's date comparison does: "2026-01-01", ">= 2026-01-01",
+"[2026-01-01..2026-03-31]". Hit policies follow DMN 1.3 exactly:
 - unique: at most one row may match; no match → outputs take their defaults (or stay unset);
   more than one → the decision fails (DMN: a violated unique is an error).
 - any: several rows may match only if they give identical outputs, else the decision fails.
@@ -19,12 +21,15 @@ from __future__ import annotations
 
 import re
 
+from . import dates
 from .conditions import MISSING, holds, paths_read
 from .errors import DecisionError
-from .ir import All, Any_, Cell, Not, Table, Test
+from .ir import All, Any_, Calc, Cell, FactRef, Not, Table, Test
+from .notation import shown
 
 _CMP = re.compile(r"^\s*(<=|>=|!=|<|>|=)\s*(.+?)\s*$")
 _RANGE = re.compile(r"^\s*([\[\]\(])\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*([\[\]\)])\s*$")
+_DATE_RANGE = re.compile(r"^\s*([\[\]\(])\s*([\dT:+\-Zz.]+?)\s*\.\.\s*([\dT:+\-Zz.]+?)\s*([\[\]\)])\s*$")
 _NOT = re.compile(r"^\s*not\s*\((.*)\)\s*$")
 _OPS = {"<=": "lte", ">=": "gte", "<": "lt", ">": "gt", "!=": "ne", "=": "eq"}
 
@@ -62,11 +67,14 @@ def _split_list(text: str) -> list[str]:
     return [x for x in (p.strip() for p in out) if x]
 
 
-def parse_cell(raw, path: str, numeric: bool, loc) -> Cell:
-    """One input entry as a condition on `path` (None for any)."""
-    text = raw if isinstance(raw, str) else repr(raw)
+def parse_cell(raw, path: str, numeric: bool, loc, temporal: bool = False) -> Cell:
+    """One input entry as a condition on `path` (None for any); `temporal`: `path` is a date."""
+    raw = dates.normalise(raw)  # YAML reads an unquoted 2026-01-01 as a date
+    text = raw if isinstance(raw, str) else shown(raw)
     if raw is None or (isinstance(raw, str) and raw.strip() == "-"):
         return Cell("-", None, loc)
+    if temporal and not isinstance(raw, (str, list)):
+        raise CellError(f"input '{path}' is a date; {text} is not (write 2026-03-31)")
     if isinstance(raw, bool):
         return Cell(text, Test(path, "eq", raw, loc), loc)
     if isinstance(raw, (int, float)):
@@ -74,6 +82,9 @@ def parse_cell(raw, path: str, numeric: bool, loc) -> Cell:
             raise CellError(f"{raw} is a number but input '{path}' is not numeric")
         return Cell(text, Test(path, "eq", raw, loc), loc)
     if isinstance(raw, list):
+        raw = [dates.normalise(item) for item in raw]
+        if temporal:
+            return Cell(text, Any_(tuple(_unary(str(i), path, numeric, loc, True) for i in raw), loc), loc)
         values = []
         for item in raw:
             if isinstance(item, (dict, list)):
@@ -81,28 +92,62 @@ def parse_cell(raw, path: str, numeric: bool, loc) -> Cell:
             values.append(_literal(item, numeric) if isinstance(item, str) else item)
         return Cell(text, Test(path, "in", tuple(values), loc), loc)
     if not isinstance(raw, str):
-        raise CellError(f"unsupported cell {raw!r}")
+        raise CellError(f"unsupported cell {text}")
     m = _NOT.match(raw)
     if m:
         items = _split_list(m.group(1))
         if not items:
             raise CellError("not() needs at least one value")
-        tests = [_unary(i, path, numeric, loc) for i in items]
+        tests = [_unary(i, path, numeric, loc, temporal) for i in items]
         if all(t.op == "eq" for t in tests):
             return Cell(raw, Test(path, "not_in", tuple(t.value for t in tests), loc), loc)
         # DMN: not(...) of a missing value is not a match either, hence the exists
         return Cell(raw, All((Test(path, "exists", None, loc), Not(Any_(tuple(tests), loc), loc)), loc), loc)
     items = _split_list(raw)
     if len(items) > 1:
-        tests = [_unary(i, path, numeric, loc) for i in items]
+        tests = [_unary(i, path, numeric, loc, temporal) for i in items]
         if all(t.op == "eq" for t in tests):
             return Cell(raw, Test(path, "in", tuple(t.value for t in tests), loc), loc)
         return Cell(raw, Any_(tuple(tests), loc), loc)
-    return Cell(raw, _unary(raw, path, numeric, loc), loc)
+    return Cell(raw, _unary(raw, path, numeric, loc, temporal), loc)
 
 
-def _unary(raw: str, path: str, numeric: bool, loc):
+def _date(text: str, path: str) -> str:
+    s = text.strip()
+    if len(s) >= 2 and s[0] == s[-1] == '"':
+        s = s[1:-1]
+    try:
+        dates.parse(s)
+    except dates.DateError:
+        raise CellError(f"input '{path}' is a date; '{s}' is not an ISO date (2026-03-31) or date-time "
+                        "(2026-03-31T09:30:00Z)") from None
+    return s
+
+
+def _on_date(path: str, op: str, value: str, loc) -> Test:
+    """A comparison with a date, as calendar values in both engines (a `calc` test)."""
+    return Test(path, "calc", Calc(op, FactRef(path), value), loc)
+
+
+def _date_unary(raw: str, path: str, loc):
+    m = _DATE_RANGE.match(raw)
+    if m:
+        lo_b, lo, hi, hi_b = m.groups()
+        lo_v, hi_v = _date(lo, path), _date(hi, path)
+        if dates.parse(lo_v) > dates.parse(hi_v):
+            raise CellError(f"empty range '{raw.strip()}': {lo_v} is after {hi_v}")
+        return All((_on_date(path, "gte" if lo_b == "[" else "gt", lo_v, loc),
+                    _on_date(path, "lte" if hi_b == "]" else "lt", hi_v, loc)), loc)
+    m = _CMP.match(raw)
+    if m:
+        return _on_date(path, _OPS[m.group(1)], _date(m.group(2), path), loc)
+    return _on_date(path, "eq", _date(raw, path), loc)
+
+
+def _unary(raw: str, path: str, numeric: bool, loc, temporal: bool = False):
     """One simple unary test of DMN: a literal, a comparison or an interval."""
+    if temporal:
+        return _date_unary(raw, path, loc)
     m = _RANGE.match(raw)
     if m:
         if not numeric:

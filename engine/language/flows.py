@@ -319,6 +319,7 @@ def load_flow(sources: Sources) -> Flow:
     for doc in docs:
         lw = lowerers[doc.file]
         lw.numeric_paths = numeric
+        lw.temporal_paths = temporal
         lw.derived_paths = frozenset(p for p in derived if p not in input_types)
         tables = []
         for i, node in enumerate(doc.data.get("tables") or []):

@@ -41,6 +41,7 @@ class Lowerer:
         self.errors = errors
         self.numeric_paths = numeric_paths
         self.derived_paths = frozenset()  # set by rules or tables and not input facts
+        self.temporal_paths = frozenset()  # date and date-time facts
         self.templates: list[tuple[str, Location]] = []  # (path used, where) for later checks
         self.queues: tuple = ()  # the flow's declared queues; empty: any name goes
 
@@ -374,7 +375,7 @@ class Lowerer:
             for c, (inp, cell) in enumerate(zip(inputs, cells_raw)):
                 cloc = self.at(cp + (c,))
                 try:
-                    cells.append(parse_cell(cell, inp, inp in self.numeric_paths, cloc))
+                    cells.append(parse_cell(cell, inp, inp in self.numeric_paths, cloc, inp in self.temporal_paths))
                 except CellError as exc:
                     self.errors.error(cloc, "table-cell", f"row {r + 1}, input '{inp}': {exc}")
                     ok = False

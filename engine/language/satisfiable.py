@@ -3,10 +3,13 @@ find overlapping rows of `unique` tables. Sound for what it rejects: a conjuncti
 reported unsatisfiable when no value could satisfy it."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from datetime import datetime, timezone
 
+from .. import dates
 from ..conditions import dnf, nnf
-from ..ir import COMPUTED_OPS, FactRef
+from ..ir import COMPARISONS, COMPUTED_OPS, All, Any_, Calc, FactRef, Not, Test
 
 BOUNDS = {"lt", "lte", "gt", "gte", "between"}
 
@@ -61,12 +64,37 @@ def conjunction_satisfiable(tests, enums: dict | None = None) -> bool:
 def witness(cond, enums: dict | None = None) -> dict | None:
     """Values that make the condition hold (a missing path left out), or None when none
     was found: the example a warning about overlapping rows shows."""
-    clauses = dnf(nnf(cond))
+    on_dates: set = set()
+    clauses = dnf(nnf(_undated(cond, on_dates)))
     for clause in clauses or ():
         domains = _solve(clause, enums)
         if domains is not None:
-            return {p: _pick(d) for p, d in sorted(domains.items()) if d.present is not False}
+            return {p: _as_date(_pick(d)) if p in on_dates else _pick(d)
+                    for p, d in sorted(domains.items()) if d.present is not False}
     return None
+
+
+def _undated(cond, on_dates: set):
+    """A fact compared with a date literal (a `calc` test) as a comparison of instants, so the
+    bounds of date cells and conditions are reasoned about like numbers; `on_dates` collects
+    the paths so compared."""
+    if isinstance(cond, (All, Any_)):
+        return dataclasses.replace(cond, items=tuple(_undated(c, on_dates) for c in cond.items))
+    if isinstance(cond, Not):
+        return dataclasses.replace(cond, item=_undated(cond.item, on_dates))
+    if isinstance(cond, Test) and cond.op == "calc" and isinstance(cond.value, Calc):
+        c = cond.value
+        if isinstance(c.left, FactRef) and c.left.path == cond.path and c.op in COMPARISONS \
+                and dates.is_temporal(c.right):
+            on_dates.add(cond.path)
+            return Test(cond.path, c.op, dates.parse(c.right).timestamp(), cond.loc)
+    return cond
+
+
+def _as_date(v) -> str:
+    at = datetime.fromtimestamp(v, timezone.utc)
+    return at.date().isoformat() if at == datetime(at.year, at.month, at.day, tzinfo=timezone.utc) \
+        else at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pick(d: _Domain):
@@ -156,7 +184,7 @@ def satisfiable(cond, enums: dict | None = None) -> bool:
     """False only when no working memory can make the condition hold."""
     if cond is None:
         return True
-    clauses = dnf(nnf(cond))
+    clauses = dnf(nnf(_undated(cond, set())))
     if clauses is None:
         return True
     return any(conjunction_satisfiable(c, enums) for c in clauses)

@@ -222,3 +222,61 @@ tables:
   - {id: lvl, hit_policy: first, inputs: [account.arr], outputs: [risk.level], rows: [["-", high]]}
 """, schema=SCHEMA)
     assert "'hihg' is not a value of 'risk.level' (critical, high)" in str(exc.value)
+
+
+DATED_TABLE = HEAD + """
+tables:
+  - id: season
+    hit_policy: unique
+    inputs: [contract.renewal_date, contract.signed_at]
+    outputs: [{fact: renewal.season, default: later}]
+    rows:
+      - ["< 2026-01-01", "-", past]
+      - ["[2026-01-01..2026-03-31]", "-", q1]
+      - ["]2026-03-31..2026-06-30]", ">= 2025-06-01", q2_recent]
+      - ["]2026-03-31..2026-06-30]", "< 2025-06-01", q2_old]
+      - [[2026-07-04, 2026-12-25], "-", holiday]
+      - ["not(<= 2026-06-30, 2026-07-04, 2026-12-25)", "-", "-"]
+"""
+
+
+@pytest.mark.parametrize("engine", ["durable", "reference"])
+@pytest.mark.parametrize("renewal, signed, season", [
+    ("2025-12-31", None, "past"),
+    ("2026-01-01", None, "q1"),
+    ("2026-03-31", None, "q1"),
+    ("2026-04-01", "2025-06-01T00:00:00Z", "q2_recent"),
+    ("2026-04-01", "2025-05-31T23:59:00Z", "q2_old"),
+    ("2026-06-30", None, "later"),  # no row matches a missing signed_at but '-': the default
+    ("2026-07-04", None, "holiday"),
+    ("2026-12-25", "2020-01-01T00:00:00Z", "holiday"),
+    ("2026-08-01", None, "-"),
+    (None, None, "later"),
+])
+def test_date_cells_compare_as_calendar_dates_on_both_engines(engine, renewal, signed, season):
+    contract = {k: v for k, v in (("renewal_date", renewal), ("signed_at", signed)) if v is not None}
+    d = Decider(flow(DATED_TABLE.replace('"-", "-"]', '"-", other]'), schema=SCHEMA), engine)
+    try:
+        result = d.decide({"contract": contract})
+    finally:
+        d.close()
+    assert result["derived"]["renewal.season"] == (season if season != "-" else "other")
+
+
+def test_an_unquoted_yaml_date_in_a_cell_is_that_date_and_a_date_cell_that_is_not_one_is_refused():
+    f = flow(DATED_TABLE, schema=SCHEMA)
+    assert not [w for w in f.warnings if w.code == "table-overlap"]
+    with pytest.raises(RulesetError) as exc:
+        flow(DATED_TABLE.replace("< 2026-01-01", "< 2026-13-45").replace("[2026-01-01..", "[2026-04-01.."),
+             schema=SCHEMA)
+    errs = [str(e) for e in exc.value.diagnostics]
+    assert any("input 'contract.renewal_date' is a date; '2026-13-45' is not an ISO date" in e for e in errs), errs
+    assert any("empty range '[2026-04-01..2026-03-31]': 2026-04-01 is after 2026-03-31" in e for e in errs), errs
+
+
+def test_overlapping_date_rows_are_warned_about_with_a_date_that_hits_both():
+    overlapping = DATED_TABLE.replace("[2026-01-01..2026-03-31]", "[2026-01-01..2026-04-15]")
+    w, v = [w for w in flow(overlapping, schema=SCHEMA).warnings if w.code == "table-overlap"]
+    assert "rows 2 and 3 can both match" in w.message and "rows 2 and 4 can both match" in v.message
+    assert "e.g. contract.renewal_date=2026-04-15, contract.signed_at=2025-06-01;" in w.message, w.message
+    assert "contract.signed_at=2025-05-31T23:59:59Z;" in v.message, v.message

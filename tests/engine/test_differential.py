@@ -3,6 +3,8 @@ which items fire, in what order, and on everything they conclude, for generated 
 fact sets, including missing fields, boundary values and forward chaining through `set`."""
 from __future__ import annotations
 
+import datetime
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +16,7 @@ from engine.ir import (
     SetFact, Table, Test, Cell,
 )
 from engine.session import DurableEngine
+from engine.tables import parse_cell
 
 NUMS = [-1, 0, 0.3, 0.5, 0.7, 1, 2, 2.5, 10, 90, 91, 100000, 1e-05, -2.5e-07, 1e17, 1.5e16]
 STRS = ["x", "y", "z", "smb", "", "a b", "é"]
@@ -162,6 +165,27 @@ def table(draw):
                  (Output(out, values=(3, 2, 1)),), rows[:n], priority=1, waits=waits)
 
 
+# date cells as an author writes them, parsed as the loader parses a `format: date` input's
+# cells; the facts hold dates and date-times, so a date meets a date-time of the same day
+DATE_CELLS = ["-", "< 2026-03-01", ">= 2026-03-01", "<= 2026-02-28", "> 2026-03-01T23:30:00Z", "!= 2026-03-01",
+              "[2026-01-31..2026-02-28]", "]2026-02-28..2027-01-31[", "(2026-03-01..2026-03-02]", "2026-03-01",
+              "2026-01-31, >= 2027-01-31", "not(2026-03-01, < 2026-02-01)", ["2026-02-28", "2026-03-01"],
+              datetime.date(2026, 3, 1)]
+
+
+@st.composite
+def date_table(draw):
+    """A table over a date input and a derived date (set by rules), every cell a date cell."""
+    rows = []
+    for i in range(draw(st.integers(1, 4))):
+        cells = tuple(parse_cell(draw(st.sampled_from(DATE_CELLS)), p, False, None, True) for p in ("in.d1", "d.date"))
+        rows.append(Row(i + 1, cells, (draw(st.sampled_from([1, 2, 3])),)))
+    out = draw(st.sampled_from(["d.list", "d.n2"]))
+    return Table("t2", "gen", "", draw(st.sampled_from(TABLE_POLICIES)), None, ("in.d1", "d.date"),
+                 (Output(out, values=(3, 2, 1)),), tuple(rows), priority=draw(st.sampled_from([0, 1])),
+                 waits=draw(st.sampled_from([(), ("d.date",)])))
+
+
 def value_or_missing(values):
     return st.one_of(st.none(), st.sampled_from(values))
 
@@ -194,7 +218,8 @@ def outcome(o):
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(rules(), st.one_of(st.none(), table()), st.lists(facts, min_size=1, max_size=12), st.sampled_from([None, 1, 2, 3]))
+@given(rules(), st.one_of(st.none(), table(), date_table()), st.lists(facts, min_size=1, max_size=12),
+       st.sampled_from([None, 1, 2, 3]))
 def test_durable_agrees_with_reference(rule_list, with_table, fact_sets, max_items):
     """`max_items` cuts the flow into parts of at most that many items, as the engine's limits
     cut a large one: the agenda then crosses parts, goes back to earlier ones, re-asserts."""
