@@ -9,6 +9,14 @@ from simulator.truth import expected, sample
 from tests.api.conftest import auth
 
 
+def expected_revenue(acct, action) -> float:
+    """The expected first-year revenue an action brings (what the outcomes report): the renewal
+    at its price and the upsell's value."""
+    e = expected(acct, action)
+    discount = action.renewal.discount if action.renewal else 0.0
+    return e.p_renew * acct.facts["account"]["arr"] * (1 - discount / 100.0) + e.p_upsell * e.upsell_value
+
+
 def decide_and_report(client, accounts, seed: int, skip_every: int = 0) -> list[dict]:
     """One decision per account, then its outcome (renewed with the price paid, or churned;
     expanded with the upsell's value when accepted). Every `skip_every`-th decision gets no

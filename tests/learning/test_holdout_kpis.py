@@ -13,22 +13,13 @@ import pytest
 from cli.learning import cmd_holdout
 from simulator.actions import NONE
 from simulator.book import book
-from simulator.truth import expected
 from tests.api.conftest import auth
-from tests.learning.outcomes_loop import decide_and_report
+from tests.learning.outcomes_loop import decide_and_report, expected_revenue
 
 
 @pytest.fixture()
 def settings_overrides():
     return {"holdout_share": 0.3, "explore_share": 0.0, "experiment_salt": "kpi", "inline_dispatch_ms": 0}
-
-
-def _revenue(acct, action) -> float:
-    """The expected first-year revenue an action brings (what the outcomes report): the renewal
-    at its price and the upsell's value."""
-    e = expected(acct, action)
-    discount = action.renewal.discount if action.renewal else 0.0
-    return e.p_renew * acct.facts["account"]["arr"] * (1 - discount / 100.0) + e.p_upsell * e.upsell_value
 
 
 def test_holdout_kpis_and_the_true_uplift(app, client):
@@ -41,7 +32,8 @@ def test_holdout_kpis_and_the_true_uplift(app, client):
     assert report["accounts"] == {"treated": len(done) - len(held), "holdout": len(held)}
     assert all(d["decision"]["offers"] == [] for d in held)
     # the true uplift of the policy on these accounts: what its actions bring over doing nothing
-    truth = float(np.mean([_revenue(d["account"], d["action"]) - _revenue(d["account"], NONE) for d in done]))
+    truth = float(np.mean([expected_revenue(d["account"], d["action"]) - expected_revenue(d["account"], NONE)
+                           for d in done]))
     kpi = report["kpis"]["net_revenue_per_account"]
     assert kpi["ci95"][0] <= truth <= kpi["ci95"][1], (kpi, truth)
     assert kpi["ci95"][0] < kpi["uplift"] < kpi["ci95"][1]
