@@ -61,6 +61,8 @@ EVALUATIONS = Counter("postsale_evaluations_total", "Triggered evaluations, by f
                       "(decided, incomplete, failed)", ["flow", "outcome"])
 FRESHNESS = Histogram("postsale_decision_data_age_seconds", "Age of the newest event behind a triggered decision",
                       ["flow"], buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 6 * 3600, 86400))
+SHADOW = Counter("postsale_shadow_decisions_total", "Decisions a shadow candidate also decided, by flow and "
+                 "outcome (same plan, changed plan)", ["flow", "outcome"])
 CPU = Histogram("postsale_decision_cpu_seconds", "CPU time spent deciding one decision (cost per decision)",
                 ["flow"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
 

@@ -31,12 +31,13 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     from .ratelimit import RequestLimits
     app.extensions["postsale.limits"] = RequestLimits(settings.rate_limits, runtime.redis)
 
-    from . import approvals, decisions, events, kpis, ops, outcomes, reference, rulesets
+    from . import approvals, decisions, events, kpis, ops, outcomes, reference, rollouts, rulesets
     app.register_blueprint(decisions.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(outcomes.bp)
     app.register_blueprint(kpis.bp)
     app.register_blueprint(rulesets.bp)
+    app.register_blueprint(rollouts.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(approvals.bp)
     app.register_blueprint(reference.bp)

@@ -18,7 +18,7 @@ from flask import current_app, g, request
 
 from .errors import Problem
 
-SCOPES = ("decide", "read", "approve", "admin", "ingest")
+SCOPES = ("decide", "read", "approve", "admin", "ingest", "author")
 
 
 def digest(key: str) -> str:

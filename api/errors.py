@@ -7,7 +7,8 @@ from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
 from adapters.store.db import unavailable
-from service.errors import DecisionFailed, IdempotencyMismatch, InvalidRequest, ServiceError, Unavailable
+from service.errors import (Conflict, DecisionFailed, Forbidden, IdempotencyMismatch, InvalidRequest, NotFound,
+                            ServiceError, Unavailable)
 
 log = logging.getLogger("postsale.api")
 
@@ -75,6 +76,12 @@ def from_service(exc: ServiceError) -> Problem:
     if isinstance(exc, Unavailable):
         return Problem(503, exc.title, str(exc), TYPES + exc.kind,
                        retry_after=RETRY_AFTER_SECONDS if exc.kind == "rules-unavailable" else None)
+    if isinstance(exc, Conflict):
+        return Problem(409, exc.title, str(exc), TYPES + exc.kind)
+    if isinstance(exc, Forbidden):
+        return Problem(403, "Forbidden", str(exc))
+    if isinstance(exc, NotFound):
+        return Problem(404, "Not found", str(exc))
     return Problem(500, "Internal error", "the error was logged with this request's id")
 
 

@@ -14,7 +14,8 @@ DOCUMENTED = ("decisions.decide", "decisions.get_decision", "decisions.history",
               "rulesets.reload", "rulesets.list_models", "approvals.list_approvals", "approvals.get_approval",
               "approvals.approve", "approvals.reject", "events.ingest", "events.features", "events.events",
               "events.rebuild", "outcomes.record_outcomes", "outcomes.decision_outcomes", "kpis.kpis",
-              "kpis.holdout")
+              "kpis.holdout", "rollouts.status", "rollouts.start", "rollouts.abort", "rollouts.promote",
+              "rollouts.rollback")
 
 # request bodies shown with the files the README walks through, so the reference and the
 # quick start never disagree
@@ -63,7 +64,7 @@ def build(app) -> dict:
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for name in ("DecisionRequest", "DecisionResponse", "DecisionRecord", "DecisionPage", "Problem",
                  "ApproveRequest", "RejectRequest", "ApprovalItem", "ApprovalPage", "OutcomeRequest", "OutcomeBatch",
-                 "OutcomeRecord", "OutcomeList", "KpiAnswer"):
+                 "OutcomeRecord", "OutcomeList", "KpiAnswer", "RolloutRequest"):
         spec.components.schema(name, schema=getattr(schemas, name))
     rules = {r.endpoint: r for r in app.url_map.iter_rules()}
     for endpoint in DOCUMENTED:

@@ -61,8 +61,12 @@ def reload():
     try:
         changes = rt.reload(actor=g.api_key_id)
     except RulesetError as exc:
-        raise Problem(422, "The rules do not compile", "nothing was changed; the running version keeps serving",
-                      TYPES + "rules-invalid",
-                      errors=[{"location": str(d.location), "code": d.code, "message": d.message}
-                              for d in exc.diagnostics]) from None
+        raise rules_invalid(exc, "nothing was changed; the running version keeps serving") from None
     return jsonify({"flows": changes})
+
+
+def rules_invalid(exc: RulesetError, detail: str) -> Problem:
+    """422 listing every diagnostic of rules that do not compile."""
+    return Problem(422, "The rules do not compile", detail, TYPES + "rules-invalid",
+                   errors=[{"location": str(d.location), "code": d.code, "message": d.message}
+                           for d in exc.diagnostics])

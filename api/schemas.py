@@ -232,6 +232,20 @@ class ApproveRequest(Schema):
                           metadata={"description": "change an offer's discount within the guardrails' limit"})
 
 
+class RolloutRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    mode = fields.String(required=True, validate=validate.OneOf(["shadow", "canary"]),
+                         metadata={"description": "shadow: decided beside the active version, never acted on; "
+                                                  "canary: decides `share` of accounts"})
+    share = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1, min_inclusive=False),
+                         metadata={"description": "canary only: the share of accounts, (0, 1]"})
+    version_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1),
+                                metadata={"description": "a recorded version (the id GET /v1/rollouts/{flow} and the "
+                                                         "console list); default: the rules on disk"})
+
+
 class RejectRequest(Schema):
     class Meta:
         unknown = RAISE

@@ -65,6 +65,14 @@ class Exploration:
         return (self.explore / n if candidate and n else 0.0) + ((1.0 - self.explore) if best else 0.0)
 
 
+def in_share(salt: str, label: str, account_id, share: float) -> bool:
+    """Whether the account falls in `share` of accounts for `label` (a canary): a stable hash of
+    its id, so raising the share only adds accounts; `label` keeps it apart from the holdout."""
+    if share <= 0 or account_id is None:
+        return False
+    return _unit(salt, label, str(account_id)) < share
+
+
 NONE = Exploration()
 
-__all__ = ["ARMS", "EXPLOIT", "EXPLORE", "Exploration", "HOLDOUT", "NONE"]
+__all__ = ["ARMS", "EXPLOIT", "EXPLORE", "Exploration", "HOLDOUT", "NONE", "in_share"]

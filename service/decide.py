@@ -4,6 +4,9 @@ the CLI.
     validate → features (when an account id is given) → score → rules → guardrails → choose
       → plan → record with its outbox (one transaction) → dispatch inline (within a budget)
 
+While a rollout candidate runs (service/rollout.py), a canary's accounts are decided by it, and
+a shadow decides every recorded decision a second time, its plan written in the decision's row.
+
 Nothing before the write touches a database: engines, versions and citations are in memory
 (service/runtime.py). The answer is built after the commit, so what is acknowledged is durable.
 """
@@ -25,6 +28,7 @@ from adapters.store.idempotency import MISMATCH, REPLAY, key_hash, request_hash
 from engine.decision import Decision
 from engine.errors import DecisionError, FactsError, RulesetError
 
+from . import rollout
 from .errors import DecisionFailed, IdempotencyMismatch, InvalidRequest, Unavailable
 
 log = logging.getLogger("postsale.decide")
@@ -123,8 +127,12 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
         facts, signals = _from_features(rt, flow, cmd.account_id, facts)
     deferred = getattr(rt.capacity, "deferred", None)
     capacity = deferred() if deferred is not None and not cmd.dry_run else None
+    candidate = rt.candidates.get(flow)
+    if candidate is not None and candidate.serves(_account_of(facts)):
+        decider, candidate = candidate.decider, None
+    at = cmd.context.get("decision_time")
     while True:
-        result, decided = _rules(rt, decider, facts, cmd.dry_run, capacity, cmd.context.get("decision_time"))
+        result, decided = _rules(rt, decider, facts, cmd.dry_run, capacity, at)
         cost = {"cpu_ms": round((time.thread_time() - cpu) * 1000, 3),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
         if cmd.dry_run:
@@ -133,9 +141,11 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
             return Decided(body=decision.to_json(), decision=decision)
         if unless is not None and unless(result):
             return Decided(body={}, skipped=True)
+        shadowed = rollout.shadow(candidate, facts, result, capacity, at) \
+            if candidate is not None and candidate.mode == "shadow" else None
         try:
             recorded = _record(rt, cmd, flow, idem, result, decided, signals, cost, complete,
-                               capacity.claims if capacity is not None else ())
+                               capacity.claims if capacity is not None else (), shadowed)
         except SlotsTaken as taken:
             capacity = capacity.again(taken)  # the last slot went elsewhere: decide without it
             continue
@@ -154,6 +164,7 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
         rt.idempotency.cache(idem[0], idem[1], 201, body)
     decision = Decision.from_result(planned, id=decision_id, created_at=body["created_at"])
     _observe(flow, decision, started, cost, recorded=True)
+    rollout.counted(flow, shadowed)
     return Decided(body=body, status=201, decision=decision, recorded=True, at=at)
 
 
@@ -171,7 +182,12 @@ def _rules(rt, decider, facts, dry_run, capacity, now=None):
     return result, decided
 
 
-def _record(rt, cmd, flow, idem, result, decided, signals, cost, complete, claims):
+def _account_of(facts: dict):
+    account = facts.get("account")
+    return account.get("id") if isinstance(account, dict) else None
+
+
+def _record(rt, cmd, flow, idem, result, decided, signals, cost, complete, claims, shadowed=None):
     """(decision id, time, planned result, answer body) once written with its outbox and slots;
     a Decided replay when a concurrent request with the same key was recorded first."""
     body: dict = {}
@@ -190,7 +206,7 @@ def _record(rt, cmd, flow, idem, result, decided, signals, cost, complete, claim
             decision_id, at, planned = rt.decisions.record(
                 flow=flow, version=result["ruleset_version"], facts=decided, context=context, result=result,
                 request_hash=req_hash, api_key_id=cmd.api_key_id, extra=respond, complete=complete, cost=cost,
-                signals=signals, claims=claims)
+                signals=signals, claims=claims, shadow=shadowed)
     except IntegrityError:
         if idem is None:
             raise

@@ -5,7 +5,10 @@ evaluator to audit entries, the CLI to exit codes.
     ├── InvalidRequest          every problem by JSON path ($.facts.account.arr, $.flow, ...)
     ├── IdempotencyMismatch     the key was used with another request body
     ├── DecisionFailed          the rules could not decide (a table's unique hit policy, ...)
-    └── Unavailable             a part the request needs does not load (e.g. the triggers)
+    ├── Unavailable             a part the request needs does not load (e.g. the triggers)
+    ├── Conflict                the step does not fit the current state (no candidate to promote)
+    ├── Forbidden               the caller may not take the step (promoting their own proposal)
+    └── NotFound                no such flow or version
 """
 from __future__ import annotations
 
@@ -42,4 +45,21 @@ class Unavailable(ServiceError):
         self.title, self.kind = title, kind
 
 
-__all__ = ["ServiceError", "InvalidRequest", "IdempotencyMismatch", "DecisionFailed", "Unavailable"]
+class Conflict(ServiceError):
+    """The request does not fit the current state (no candidate to promote, nothing to roll back to)."""
+
+    def __init__(self, title: str, detail: str, kind: str):
+        super().__init__(detail)
+        self.title, self.kind = title, kind
+
+
+class Forbidden(ServiceError):
+    """The caller may not take this step (segregation of duties: nobody promotes their own proposal)."""
+
+
+class NotFound(ServiceError):
+    pass
+
+
+__all__ = ["ServiceError", "InvalidRequest", "IdempotencyMismatch", "DecisionFailed", "Unavailable", "Conflict",
+           "Forbidden", "NotFound"]

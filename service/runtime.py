@@ -6,7 +6,7 @@ version is recorded with its sources in the database; each process, on any host,
 newest version per flow from a background watcher — a Redis broadcast wakes it at once, a poll
 every `reload_poll_seconds` bounds the staleness without Redis — so all of them converge on
 the same version without a query on the decision path, and each decision records the version
-that made it.
+that made it. A flow's rollout candidate (service/rollout.py) is adopted the same way.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from adapters.store.db import make_engine, now, sessions, transaction
 from adapters.store.decisions import DecisionStore, audit
 from adapters.store.idempotency import IdempotencyStore
-from adapters.store.models import RulesetVersion
+from adapters.store.models import Rollout, RulesetVersion
 from adapters.store.capacity import build as build_capacity
 from engine.explore import Exploration
 from engine.decide import Decider
@@ -66,6 +66,7 @@ class Runtime:
         self.capacity = build_capacity(settings, self.factory)
         self.exploration = Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
         self.deciders: dict[str, Decider] = {}
+        self.candidates: dict = {}  # flow -> service.rollout.Candidate
         self._events = None
         self._evaluating = None
         self._watching = None
@@ -74,7 +75,7 @@ class Runtime:
         self._retired: list = []
         self.citations = Citations(self.factory)
         self._stop = threading.Event()
-        self._seen_id = 0
+        self._seen = (0, 0)
         self._checked = 0.0
         self._purged = time.monotonic()
         self._lock = threading.Lock()
@@ -135,9 +136,10 @@ class Runtime:
                     log.info("removed %d expired idempotency keys", removed)
             except Exception:  # noqa: BLE001 - retried next hour
                 log.warning("could not remove expired idempotency keys")
-        with self.factory() as s:
-            top = s.scalar(select(func.max(RulesetVersion.id))) or 0
-        if top <= self._seen_id and not force:
+        with self.factory() as s:  # one statement: the newest activation and rollout step
+            stamp = tuple(v or 0 for v in s.execute(select(select(func.max(RulesetVersion.id)).scalar_subquery(),
+                                                           select(func.max(Rollout.id)).scalar_subquery())).one())
+        if stamp == self._seen and not force:
             return
         with self._lock:
             for name, row in self._latest().items():
@@ -150,7 +152,33 @@ class Runtime:
                     log.error("recorded version %s of flow %s does not load: %s", row.version, name, exc)
                     continue
                 self._swap(name, self.decider_for(flow))
-            self._seen_id = max(self._seen_id, top)
+            self._adopt_candidates()
+            self._seen = stamp
+
+    def _adopt_candidates(self) -> None:
+        """Serve each flow's running candidate as recorded; a stopped one is retired."""
+        from adapters.store.rollouts import running
+        from service.rollout import Candidate
+        with self.factory() as s:
+            started = running(s)
+        for name in [n for n in self.candidates if n not in started]:
+            self._retire(self.candidates.pop(name).decider)
+            log.info("flow %s: candidate cleared", name)
+        for name, row in started.items():
+            current = self.candidates.get(name)
+            if current is not None and current.rollout_id == row.id:
+                continue
+            try:
+                flow = load_flow(Sources(f"rules/{name}", row.sources))
+            except RulesetError as exc:
+                log.error("candidate %s of flow %s does not load: %s", row.version, name, exc)
+                continue
+            self.candidates[name] = Candidate(row.id, name, row.mode, row.share or 0.0, row.version,
+                                              self.decider_for(flow), self.settings.experiment_salt)
+            if current is not None:
+                self._retire(current.decider)
+            log.info("flow %s: candidate %s in %s%s", name, row.version, row.mode,
+                     f" for {row.share:.0%} of accounts" if row.mode == "canary" else "")
 
     def decider_for(self, flow) -> Decider:
         return Decider(flow, scoring=self.scoring, responses=self.responses, capacity=self.capacity,
@@ -160,6 +188,10 @@ class Runtime:
         """A replaced engine is closed a while later: a decision on another thread may hold it."""
         old = self.deciders.get(name)
         self.deciders[name] = decider
+        self._retire(old)
+        log.info("flow %s now at version %s", name, decider.flow.version)
+
+    def _retire(self, old: Decider | None) -> None:
         t = time.monotonic()
         keep = []
         for at, retired in self._retired:
@@ -168,7 +200,6 @@ class Runtime:
             else:
                 keep.append((at, retired))
         self._retired = keep + ([(t, old)] if old is not None else [])
-        log.info("flow %s now at version %s", name, decider.flow.version)
 
     def reload(self, actor: str | None, only=None) -> list[dict]:
         """Load rules/ from disk; all flows must compile or nothing changes (RulesetError)."""
@@ -206,12 +237,20 @@ class Runtime:
                 current = self.deciders.get(name)
                 if current is None or current.flow.version != flow.version:
                     self._swap(name, self.decider_for(flow))
+        self._broadcast()
+        return changes
+
+    def announce(self) -> None:
+        """Adopt what was just recorded here and wake every other process's watcher."""
+        self.sync(force=True)
+        self._broadcast()
+
+    def _broadcast(self) -> None:
         if self.redis is not None:
             try:
                 self.redis.publish(CHANNEL, "reload")
             except Exception:  # noqa: BLE001 - the poll converges anyway
                 log.warning("could not broadcast the reload through Redis")
-        return changes
 
     @property
     def events(self):
@@ -245,6 +284,8 @@ class Runtime:
 
     def _watch(self) -> None:
         wake = _Broadcast(self.redis, self._stop) if self.redis is not None else None
+        if wake is not None:
+            wake.subscribe()  # before the first check: a change announced meanwhile is not missed
         while not self._stop.is_set():
             try:
                 self.sync()
@@ -252,7 +293,7 @@ class Runtime:
                 log.warning("could not check for new ruleset versions; again in %ss", self.settings.reload_poll_seconds)
             if wake is not None:
                 if wake.wait(self.settings.reload_poll_seconds):
-                    self._checked = 0.0
+                    self._checked = float("-inf")
             else:
                 self._stop.wait(self.settings.reload_poll_seconds)
         if wake is not None:
@@ -292,7 +333,8 @@ class Runtime:
                 thread.join(timeout=5)
         if self._dispatcher is not None:
             self._dispatcher.close()
-        for d in [*self.deciders.values(), *(r for _, r in self._retired)]:
+        for d in [*self.deciders.values(), *(c.decider for c in self.candidates.values()),
+                  *(r for _, r in self._retired)]:
             d.close()
         self.db.dispose()
 
@@ -308,6 +350,14 @@ class _Broadcast:
 
     def __init__(self, redis, stop):
         self.redis, self.stop, self.pubsub = redis, stop, None
+
+    def subscribe(self) -> None:
+        try:
+            if self.pubsub is None:
+                self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                self.pubsub.subscribe(CHANNEL)
+        except Exception:  # noqa: BLE001 - wait() tries again
+            self.close()
 
     def wait(self, timeout: float) -> bool:
         try:

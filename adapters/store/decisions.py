@@ -26,7 +26,7 @@ class DecisionStore:
 
     def record(self, *, flow, version, facts, context, result, request_hash, api_key_id,
                complete=None, signals: dict | None = None, cost: dict | None = None,
-               extra=None, claims=()) -> tuple[str, object, dict]:
+               extra=None, claims=(), shadow: dict | None = None) -> tuple[str, object, dict]:
         """Write the decision, its `decided` event, its outbox rows (and approval) atomically;
         (decision id, time, the result with its planned actions).
 
@@ -39,6 +39,8 @@ class DecisionStore:
         and features a triggered decision used; `cost` (latency_ms, cpu_ms) what deciding took.
         `claims` are the capacity slots the decision takes (adapters/store/capacity.py), taken
         first in the same transaction: SlotsTaken when one is gone, and nothing is written.
+        `shadow` (shadow_version, shadow_changed, shadow_plan): a shadow candidate's verdict,
+        written in the decision's own row.
         """
         decision_id = new_id()
         at = now()
@@ -47,11 +49,11 @@ class DecisionStore:
             planned.append({**action, "step": step, "idempotency_key": action_key(decision_id, step, action["type"])})
         result = {**result, "actions": planned}
         account_id = (facts.get("account") or {}).get("id") if isinstance(facts.get("account"), dict) else None
-        decision = dict.fromkeys(_SIGNALS + _COST)
+        decision = dict.fromkeys(_SIGNALS + _COST + _SHADOW)
         decision.update(id=decision_id, created_at=at, flow=flow, ruleset_version=version, account_id=account_id,
                         status=result["status"], api_key_id=api_key_id, request_hash=request_hash, facts=facts,
                         context=context or {}, result=result, segment=_segment(facts), **(signals or {}), **(cost or {}),
-                        **_policy(result))
+                        **(shadow or {}), **_policy(result))
         rows = [(Decision.__table__, [decision]),
                 (DecisionEvent.__table__, [dict(decision_id=decision_id, type="decided", created_at=at, actor=api_key_id,
                                                 payload={"status": result["status"], "ruleset_version": version})])]
@@ -145,6 +147,7 @@ class DecisionStore:
 
 _SIGNALS = ("trigger", "signal_at", "newest_event_at", "features")
 _COST = ("latency_ms", "cpu_ms")
+_SHADOW = ("shadow_version", "shadow_changed", "shadow_plan")
 
 
 def _policy(result: dict) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -40,6 +40,11 @@ class Decision(Base):
     # how the plan was chosen (engine/explore.py): holdout, explore or exploit, with what probability
     arm: Mapped[str | None] = mapped_column(String(16))
     propensity: Mapped[float | None] = mapped_column(Float)
+    # a shadow candidate's verdict on the same facts (service/rollout.py): its version, whether
+    # its plan differs from the one acted on, and that plan
+    shadow_version: Mapped[str | None] = mapped_column(String(32))
+    shadow_changed: Mapped[bool | None] = mapped_column(Boolean)
+    shadow_plan: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_decisions_account", "account_id", "id"), Index("ix_decisions_created", "created_at"),
                       Index("ix_decisions_arm", "flow", "arm", "created_at"))
@@ -128,6 +133,26 @@ class RulesetVersion(Base):
     sources: Mapped[dict] = mapped_column(JSON)
     actor: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Rollout(Base):
+    """The steps of a flow's rollouts, append-only: `start` (mode shadow or canary, share, the
+    candidate's version and sources), then `promote`, `rollback` or `abort`. The newest row per
+    flow says whether a candidate runs: it does while that row is a start."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    flow: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str | None] = mapped_column(String(16))
+    share: Mapped[float | None] = mapped_column(Float)
+    version: Mapped[str | None] = mapped_column(String(32))
+    sources: Mapped[dict | None] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_rollouts_flow", "flow", "id"),)
 
 
 class AuditEntry(Base):
