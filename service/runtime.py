@@ -11,6 +11,7 @@ that made it. A flow's rollout candidate (service/rollout.py) is adopted the sam
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -49,6 +50,17 @@ def load_triggers(settings):
     return load(settings.triggers_file, settings.rules_dir)
 
 
+def responses_stamp(folder) -> tuple:
+    """What changes when a response-model artifact is added, removed or rewritten: names, sizes
+    and modification times of the folder's files (one directory read, per poll, not per decision)."""
+    try:
+        with os.scandir(folder) as entries:
+            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries
+                                if e.name.endswith(".json") and e.is_file()))
+    except OSError:
+        return ()
+
+
 def read_sources(directory) -> dict:
     return {name: text for name, text in Sources.from_dir(directory).files.items() if isinstance(text, str)}
 
@@ -63,6 +75,7 @@ class Runtime:
         self.idempotency = IdempotencyStore(self.factory, settings.idempotency_ttl_seconds, redis)
         self.scoring = build_scoring(settings, redis)
         self.responses = ResponseModels.from_dir(settings.models_dir / "response")
+        self._responses_stamp = responses_stamp(settings.models_dir / "response")
         self.capacity = build_capacity(settings, self.factory)
         self.exploration = Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
         self.deciders: dict[str, Decider] = {}
@@ -136,6 +149,7 @@ class Runtime:
                     log.info("removed %d expired idempotency keys", removed)
             except Exception:  # noqa: BLE001 - retried next hour
                 log.warning("could not remove expired idempotency keys")
+        self._adopt_responses()
         with self.factory() as s:  # one statement: the newest activation and rollout step
             stamp = tuple(v or 0 for v in s.execute(select(select(func.max(RulesetVersion.id)).scalar_subquery(),
                                                            select(func.max(Rollout.id)).scalar_subquery())).one())
@@ -179,6 +193,52 @@ class Runtime:
                 self._retire(current.decider)
             log.info("flow %s: candidate %s in %s%s", name, row.version, row.mode,
                      f" for {row.share:.0%} of accounts" if row.mode == "canary" else "")
+
+    def _adopt_responses(self) -> None:
+        """Serve the response models in the models folder when its stamp changed (new artifacts
+        from `postsale models train-response`): every flow's engine is rebuilt with them, and a
+        change of the models a flow serves (a flow naming a model without a version serves its
+        newest) is logged and audited once, naming the old and new versions. A folder that does
+        not load, or a flow whose models are no longer there, keeps what it served."""
+        folder = self.settings.models_dir / "response"
+        stamp = responses_stamp(folder)
+        if stamp == self._responses_stamp:
+            return
+        self._responses_stamp = stamp
+        try:
+            responses = ResponseModels.from_dir(folder)
+        except Exception as exc:  # noqa: BLE001 - a half-written or broken artifact: keep serving the loaded ones
+            log.error("the response models in %s do not load; still serving %s: %s", folder,
+                      ", ".join(self.responses.versions), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        with self._lock:
+            before = {name: d.chooser.versions for name, d in self.deciders.items() if d.chooser is not None}
+            self.responses = responses
+            for name, current in list(self.deciders.items()):
+                if current.chooser is None:
+                    continue
+                try:
+                    decider = self.decider_for(current.flow)
+                except RulesetError as exc:
+                    log.error("flow %s keeps its response models %s: %s", name, before[name], exc)
+                    continue
+                if decider.chooser.versions == before[name]:
+                    decider.close()
+                    continue
+                self._swap(name, decider)
+                log.info("flow %s now serves response models %s (was %s)", name, decider.chooser.versions,
+                         before[name])
+                self._audit_responses(name, decider.chooser.versions, before[name])
+
+    def _audit_responses(self, flow: str, versions: dict, previous: dict) -> None:
+        """One audit row per change, whichever worker adopts it first (the others find it there)."""
+        from adapters.store.models import AuditEntry
+        with transaction(self.factory) as s:
+            last = s.scalars(select(AuditEntry).where(AuditEntry.kind == "models.response.adopted",
+                                                      AuditEntry.subject == flow)
+                             .order_by(AuditEntry.id.desc()).limit(1)).first()
+            if last is None or last.detail.get("models") != versions:
+                audit(s, None, "models.response.adopted", flow, {"models": versions, "previous": previous})
 
     def decider_for(self, flow) -> Decider:
         return Decider(flow, scoring=self.scoring, responses=self.responses, capacity=self.capacity,

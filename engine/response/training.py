@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -330,5 +331,7 @@ def write(doc: dict, out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{doc['name']}-{doc['version']}.json"
-    path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    partial = out_dir / f".{path.name}.partial"
+    partial.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)  # a service watching the folder never reads half an artifact
     return path
