@@ -9,6 +9,13 @@ from simulator.truth import expected, sample
 from tests.api.conftest import auth
 
 
+def follow_newest_models(rules_dir) -> None:
+    """Make the renewal flow in `rules_dir` name its response models without a version, so it
+    serves the newest in the models folder (the shipped flow pins its prior)."""
+    flow = rules_dir / "renewal" / "flow.yaml"
+    flow.write_text(flow.read_text().replace("-response@1.0.0", "-response"))
+
+
 def expected_revenue(acct, action) -> float:
     """The expected first-year revenue an action brings (what the outcomes report): the renewal
     at its price and the upsell's value."""

@@ -26,7 +26,7 @@ from simulator.oracle import oracle_actions
 from simulator.policies import Shipped
 from simulator.run import actions_of, score
 from tests.api.conftest import auth
-from tests.learning.outcomes_loop import decide_and_report, expected_revenue
+from tests.learning.outcomes_loop import decide_and_report, expected_revenue, follow_newest_models
 
 SHIFT = 1
 SIZES = {"sqlite": (900, 500), "postgresql": (400, 300)}  # accounts in period 1 and period 2
@@ -81,8 +81,7 @@ def test_learned_models_against_the_cold_start_prior(app, client, db_url, root, 
     rt = app.extensions["postsale"]
     rules = tmp_path / "rules-following"
     shutil.copytree(rt.settings.rules_dir, rules)
-    flow = rules / "renewal" / "flow.yaml"
-    flow.write_text(flow.read_text().replace("-response@1.0.0", "-response"))
+    follow_newest_models(rules)
     learned = tmp_path / "learned"
     shutil.copytree(root / "models", learned)  # the served folder: the prior, where the new versions go
     monkeypatch.setenv("POSTSALE_RULES", str(rules))

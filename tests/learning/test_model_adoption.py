@@ -14,15 +14,13 @@ from adapters.store.models import AuditEntry
 from engine.response.training import write
 from service.bootstrap import bootstrap
 from tests.api.conftest import auth
+from tests.learning.outcomes_loop import follow_newest_models
 
 
 @pytest.fixture()
-def rules_dir(tmp_path, root):
-    dst = tmp_path / "rules"
-    shutil.copytree(root / "rules", dst)
-    flow = dst / "renewal" / "flow.yaml"
-    flow.write_text(flow.read_text().replace("-response@1.0.0", "-response"))
-    return dst
+def rules_dir(rules_dir):
+    follow_newest_models(rules_dir)
+    return rules_dir
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from cli.models import cmd_train_response, training_text
 from engine.response import ResponseModels
 from service.learning import action_of, training_rows
 from simulator.book import book
-from tests.learning.outcomes_loop import decide_and_report
+from tests.learning.outcomes_loop import decide_and_report, follow_newest_models
 
 
 @pytest.fixture()
@@ -63,8 +63,7 @@ def test_train_from_the_recorded_decisions_and_outcomes(app, client, root, tmp_p
     assert "recalibrated from renewal-response@1.0.0" in training_text(report)
 
     # a flow that names its models without a version serves the newest in the folder: 1.1.0 is in use
-    flow = rt.settings.rules_dir / "renewal" / "flow.yaml"
-    flow.write_text(flow.read_text().replace("-response@1.0.0", "-response"))
+    follow_newest_models(rt.settings.rules_dir)
     out = io.StringIO()
     assert cmd_train_response(_args(out=str(out_dir), prior="none"), out=out, factory=rt.factory) == 0
     again = json.loads(out.getvalue())
