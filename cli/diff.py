@@ -11,7 +11,6 @@ stderr).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -58,11 +57,12 @@ def cmd_diff(args, out=None, factory=None) -> int:
         return FAILED
     request = DiffRequest(Path(args.rules or rules_dir()), args.base, args.flow, args.book, args.seed, args.limit,
                           max(0, args.examples), gates)
-    if factory is None and os.environ.get("DATABASE_URL"):
+    settings = from_env()
+    if factory is None and settings.database_configured:
         factory = session_factory()
     try:
         with Progress("diff") as progress:
-            report = diff(request, from_env(), factory, on_phase=progress.phase)
+            report = diff(request, settings, factory, on_phase=progress.phase)
     except DiffError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return FAILED

@@ -98,6 +98,7 @@ class Settings:
     rules_dir: Path
     default_flow: str
     api_keys: dict = field(default_factory=dict)  # plain key -> scopes (development, tests)
+    database_configured: bool = False  # DATABASE_URL was given (not the embedded default)
     api_keys_file: Path | None = None  # production: hashed keys
     # POSTSALE_CONSOLE_SECRET signs the console's session cookie; unset, it is derived from the
     # API keys, so every worker agrees and a changed key ring ends every console session
@@ -229,6 +230,7 @@ def from_env(env=None) -> Settings:
     keys_file = env.get("POSTSALE_API_KEYS_FILE")
     return Settings(
         database_url=env.get("DATABASE_URL") or default_db,
+        database_configured=bool(env.get("DATABASE_URL")),
         redis_url=env.get("REDIS_URL") or None,
         # POSTSALE_RULES_DIR: the earlier name, still read
         rules_dir=Path(env.get("POSTSALE_RULES") or env.get("POSTSALE_RULES_DIR") or ROOT / "rules"),
