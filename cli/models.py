@@ -172,7 +172,8 @@ def cmd_train_response(args, out=None, factory=None) -> int:
 
 
 def _model_line(ref: str, m: dict) -> str:
-    q = f", Qini {m['qini']['qini']:.4f} (AUUC {m['qini']['auuc']:.4f})" if "qini" in m else ""
+    q = (f", Qini {m['qini']['qini']:.4f} (AUUC {m['qini']['auuc']:.4f}, {m['qini']['rows']} randomised rows)"
+         if "qini" in m else "")
     return (f"{ref}: AUC {m['auc']:.4f}, log loss {m['log_loss']:.4f}, mean predicted {m['mean_predicted']:.3f} "
             f"vs observed {m['mean_observed']:.3f}{q}")
 

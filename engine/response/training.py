@@ -236,9 +236,11 @@ def recalibrated(prior: ResponseModel, z: np.ndarray, enc: np.ndarray, y: np.nda
 
 
 def examples(rows: list[dict], prepare, kind: str, weighted: bool, prepared: list | None = None):
-    """(inputs, treatment encodings, outcomes, weights) of the rows that teach the `kind` model:
-    every row with a known renewal outcome for renewal, the rows with an upsell offer for upsell."""
-    inputs, encs, ys, ws = [], [], [], []
+    """(inputs, treatment encodings, outcomes, weights, randomised) of the rows that teach the
+    `kind` model: every row with a known renewal outcome for renewal, the rows with an upsell
+    offer for upsell. `randomised`: the row's action was drawn at random (an explored or held-out
+    decision, or a row of a log without arms, which `postsale simulate --log` draws at random)."""
+    inputs, encs, ys, ws, rand = [], [], [], [], []
     for i, row in enumerate(rows):
         x = prepared[i] if prepared is not None else prepare(row["facts"])
         if kind == "renewal":
@@ -251,8 +253,10 @@ def examples(rows: list[dict], prepare, kind: str, weighted: bool, prepared: lis
         encs.append(e)
         ys.append(int(y))
         ws.append(1.0 / max(float(row.get("propensity") or 1.0), 1e-3) if weighted else 1.0)
+        rand.append(row.get("arm") in (None, "explore", "holdout"))
     w = np.array(ws, dtype=float)
-    return inputs, np.array(encs, dtype=float), np.array(ys, dtype=float), w / w.mean() if len(w) else w
+    return (inputs, np.array(encs, dtype=float), np.array(ys, dtype=float), w / w.mean() if len(w) else w,
+            np.array(rand, dtype=bool))
 
 
 def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None = None, c: float = 1.0,
@@ -266,7 +270,7 @@ def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None 
     fitted, shrunk towards zero (`c`: inverse L2 strength). `against`: models whose metrics on the
     same holdout rows are reported beside the new one's (metrics.against)."""
     names = treatments.RENEWAL if kind == "renewal" else treatments.UPSELL
-    inputs, enc, y, w = examples(rows, prepare, kind, weighted, prepared)
+    inputs, enc, y, w, randomised = examples(rows, prepare, kind, weighted, prepared)
     if len(inputs) < MIN_ROWS:
         raise TooFewRows(f"{kind}: {len(inputs)} usable rows, at least {MIN_ROWS} needed")
     if prior is not None and tuple(prior.treatments) != names:
@@ -294,15 +298,19 @@ def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None 
     }
     model = ResponseModel(doc)
     held = [x for x, t in zip(inputs, test) if t]
-    doc["metrics"] = _metrics(model, held, enc[test], y[test], kind)
+    doc["metrics"] = _metrics(model, held, enc[test], y[test], kind, randomised[test])
     if against:
-        doc["metrics"]["against"] = {m.ref: _metrics(m, held, enc[test], y[test], kind) for m in against}
+        doc["metrics"]["against"] = {m.ref: _metrics(m, held, enc[test], y[test], kind, randomised[test])
+                                     for m in against}
     return doc
 
 
-def _metrics(model: ResponseModel, inputs: list[dict], enc: np.ndarray, y: np.ndarray, kind: str) -> dict:
+def _metrics(model: ResponseModel, inputs: list[dict], enc: np.ndarray, y: np.ndarray, kind: str,
+             randomised: np.ndarray) -> dict:
     """Holdout log loss, AUC and calibration, and for renewal models the Qini coefficient of the
-    predicted uplift of an offer (treated: rows with any renewal offer)."""
+    predicted uplift of an offer (treated: rows with any renewal offer) on the randomised rows
+    only: where the policy chose the offer by the model's own uplift, who got it says nothing
+    of whether the uplift was ranked right."""
     p = np.array([model.predict(x, tuple(e)) for x, e in zip(inputs, enc)])
     eps = 1e-9
     out = {"holdout_rows": int(len(y)),
@@ -313,7 +321,7 @@ def _metrics(model: ResponseModel, inputs: list[dict], enc: np.ndarray, y: np.nd
         from .uplift import qini
         u = np.array([model.predict(x, treatments.renewal(12, 10, 12, False))
                       - model.predict(x, treatments.renewal(None, 0, 12, False)) for x in inputs])
-        out["qini"] = qini(y, enc[:, 0] > 0, u)
+        out["qini"] = {**qini(y[randomised], enc[randomised, 0] > 0, u[randomised]), "rows": int(randomised.sum())}
     return out
 
 

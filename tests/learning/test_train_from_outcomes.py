@@ -53,6 +53,7 @@ def test_train_from_the_recorded_decisions_and_outcomes(app, client, root, tmp_p
     assert new["holdout_rows"] == now["holdout_rows"] > 0 and new["mean_observed"] == now["mean_observed"]
     assert set(new) >= {"auc", "log_loss", "qini", "calibration"} and set(now) >= {"auc", "qini", "calibration"}
     assert sum(b["rows"] for b in new["calibration"]) == new["holdout_rows"]
+    assert 0 < new["qini"]["rows"] == now["qini"]["rows"] < new["holdout_rows"]  # explored and held out only
     served = ResponseModels.from_dir(out_dir)
     learned, prior = served.get("renewal-response"), ResponseModels.from_dir(root / "models" / "response").get(
         "renewal-response@1.0.0")
