@@ -10,6 +10,7 @@ that made it. A flow's rollout candidate (service/rollout.py) is adopted the sam
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -212,23 +213,36 @@ class Runtime:
                       ", ".join(self.responses.versions), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return
         with self._lock:
-            before = {name: d.chooser.versions for name, d in self.deciders.items() if d.chooser is not None}
             self.responses = responses
             for name, current in list(self.deciders.items()):
-                if current.chooser is None:
-                    continue
-                try:
-                    decider = self.decider_for(current.flow)
-                except RulesetError as exc:
-                    log.error("flow %s keeps its response models %s: %s", name, before[name], exc)
-                    continue
-                if decider.chooser.versions == before[name]:
-                    decider.close()
-                    continue
-                self._swap(name, decider)
-                log.info("flow %s now serves response models %s (was %s)", name, decider.chooser.versions,
-                         before[name])
-                self._audit_responses(name, decider.chooser.versions, before[name])
+                decider = self._with_new_models(name, current)
+                if decider is not None:
+                    self._swap(name, decider)
+                    log.info("flow %s now serves response models %s (was %s)", name, decider.chooser.versions,
+                             current.chooser.versions)
+                    self._audit_responses(name, decider.chooser.versions, current.chooser.versions)
+            for name, candidate in list(self.candidates.items()):
+                decider = self._with_new_models(name, candidate.decider)
+                if decider is not None:
+                    self.candidates[name] = dataclasses.replace(candidate, decider=decider)
+                    self._retire(candidate.decider)
+                    log.info("candidate %s of flow %s now serves response models %s", candidate.version, name,
+                             decider.chooser.versions)
+
+    def _with_new_models(self, name: str, current: Decider) -> Decider | None:
+        """`current`'s flow on the loaded response models, or None when that changes nothing it
+        serves or the models it names are gone (it keeps what it has)."""
+        if current.chooser is None:
+            return None
+        try:
+            decider = self.decider_for(current.flow)
+        except RulesetError as exc:
+            log.error("flow %s keeps its response models %s: %s", name, current.chooser.versions, exc)
+            return None
+        if decider.chooser.versions == current.chooser.versions:
+            decider.close()
+            return None
+        return decider
 
     def _audit_responses(self, flow: str, versions: dict, previous: dict) -> None:
         """One audit row per change, whichever worker adopts it first (the others find it there)."""

@@ -89,3 +89,17 @@ def test_new_artifacts_are_served_without_a_restart_and_audited(app, client, set
     finally:
         other.close()
     assert [a["models"]["upsell"] for a in _adoptions(app)] == ["upsell-response@1.0.0", "upsell-response@1.1.0"]
+
+
+def test_a_running_candidate_serves_the_new_models_too(app, settings, models_dir):
+    from service.rollout import start
+    rt = app.extensions["postsale"]
+    flow = settings.rules_dir / "renewal" / "flow.yaml"
+    flow.write_text(flow.read_text() + "\n# the candidate\n")
+    start(rt, "renewal", "shadow", actor="test")
+    rt.sync(force=True)
+    assert rt.candidates["renewal"].decider.chooser.versions["renewal"] == "renewal-response@1.0.0"
+    _retrained(models_dir, "renewal", "1.1.0")
+    rt.sync(force=True)
+    assert rt.candidates["renewal"].decider.chooser.versions["renewal"] == "renewal-response@1.1.0"
+    assert rt.deciders["renewal"].chooser.versions["renewal"] == "renewal-response@1.1.0"
