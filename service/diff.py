@@ -3,7 +3,8 @@
 The flow as commit REF holds it (read from git, nothing checked out) and as the working tree
 holds it decide the same inputs with the same machinery as `postsale replay`:
   - the recorded decisions in the database, their recorded facts (scores included) and
-    capacity admissions: how many change, how, and the discount offered;
+    capacity admissions: how many change, how, the discount offered, and the plans' expected
+    value by the flow's response models (the product's own estimate, not an outcome);
   - a simulated book (`postsale simulate`'s), scored against the simulator's truth: expected
     net revenue and discount given under each, the difference with a paired 95% interval, and
     the policy guardrails (caps, no discount while overdue) each breaks.
@@ -26,6 +27,7 @@ from engine.errors import RulesetError
 from engine.language.flows import Sources, load_flow, load_flow_dir
 from engine.replay import _admitted, acted_otherwise, change_kinds, differences, plan_of
 from engine.response import ResponseModels
+from engine.response.ope import paired_total
 
 CAPACITY_SHARE = 0.05  # human touches on the simulated book, as `postsale simulate` gives them
 GATES = ("violations", "revenue-drop:PCT", "any-change")
@@ -166,6 +168,7 @@ def recorded(base, head, responses, factory, limit: int, examples: int) -> dict:
            "escalated": {"base": 0, "head": 0}, "held_for_approval": {"base": 0, "head": 0}, "examples": []}
     kinds: Counter = Counter()
     rules: Counter = Counter()
+    valued: tuple[list, list] = ([], [])
     try:
         for decision_id, account_id, _version, facts, result in rows:
             admitted = Recorded(_admitted(result))
@@ -179,8 +182,9 @@ def recorded(base, head, responses, factory, limit: int, examples: int) -> dict:
                                             "changes": [f"could not decide: {exc}"]})
                 continue
             arr = _number(facts, arr_fact)
-            for side, result in (("base", a), ("head", b)):
+            for i, (side, result) in enumerate((("base", a), ("head", b))):
                 out["discount_offered"][side] += _offered(result, arr)
+                valued[i].append(((result.get("trace") or {}).get("choice") or {}).get("expected_value") or 0.0)
                 plan = plan_of(result)
                 out["escalated"][side] += bool(plan["escalations"])
                 out["held_for_approval"][side] += plan["approval"]
@@ -200,6 +204,12 @@ def recorded(base, head, responses, factory, limit: int, examples: int) -> dict:
     d["delta"] = d["head"] - d["base"]
     out["discount_offered"] = {k: round(v, 2) for k, v in d.items()}
     out["kinds"], out["rules"] = dict(kinds.most_common()), dict(rules.most_common())
+    out["expected_value"] = None
+    if head.choice is not None and base.choice is not None:
+        paired = paired_total(*valued)
+        out["expected_value"] = {"base": round(sum(valued[0]), 2), "head": round(sum(valued[1]), 2),
+                                 "delta": round(paired["difference"], 2),
+                                 "interval": [round(v, 2) for v in paired["ci95"]]}
     return out
 
 
@@ -265,6 +275,13 @@ def _share(v) -> str:
     return "-" if v is None else _pct(v)
 
 
+def _valued(rec: dict) -> str:
+    ev = rec.get("expected_value")
+    if not ev:
+        return "-"
+    return f"{_usd(ev['delta'])} ({_usd(ev['interval'][0])} to {_usd(ev['interval'][1])}) by the response models"
+
+
 def _moved(sides: dict, key: str | None = None) -> str:
     a, b = (sides["base"], sides["head"]) if key is None else (sides["base"][key], sides["head"][key])
     return f"{a:,} → {b:,}"
@@ -298,8 +315,8 @@ def markdown(r: dict) -> str:
               f"{_count(book['changed'], book['accounts'])} |",
               f"| discount Δ | {'-' if skipped else _usd(rec['discount_offered']['delta']) + ' offered'} | "
               f"{_usd(paid['delta'])} expected |",
-              f"| net revenue Δ (95% interval) | - | {_usd(rev['delta'])} ({_usd(rev['interval'][0])} to "
-              f"{_usd(rev['interval'][1])}) |",
+              f"| net revenue Δ (95% interval) | {_valued(rec)} | {_usd(rev['delta'])} "
+              f"({_usd(rev['interval'][0])} to {_usd(rev['interval'][1])}) |",
               f"| net revenue Δ, share of the base's uplift | - | {_share(rev['delta_pct_of_uplift'])} of "
               f"{_money(rev['base_uplift'])} ({_share(rev['delta_pct'])} of all net revenue) |",
               f"| guardrail violations (head) | - | {_breaches(book['breaches']['head'])} "

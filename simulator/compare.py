@@ -4,15 +4,14 @@ account is its own control, so the interval is narrow when few accounts change),
 breaches (simulator.run.breaches) under each. `postsale diff` reads this; the truth stays here."""
 from __future__ import annotations
 
-import math
 from collections import Counter
+
+from engine.response.ope import paired_total
 
 from .actions import NONE, Action
 from .book import Account
 from .run import actions_of, breaches
 from .truth import HUMAN_COST, expected
-
-Z95 = 1.959963984540054
 
 
 def describe(action: Action, day: bool = False) -> str:
@@ -53,17 +52,6 @@ def kinds(before: Action, after: Action) -> list[str]:
     return out
 
 
-def _interval(deltas: list[float]) -> tuple[float, float]:
-    """The 95% interval of the total of paired differences (normal, sample variance)."""
-    n = len(deltas)
-    if n < 2:
-        return (sum(deltas), sum(deltas))
-    mean = sum(deltas) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1))
-    half = Z95 * sd * math.sqrt(n)
-    return (n * mean - half, n * mean + half)
-
-
 def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST, examples: int = 5,
             why=None) -> dict:
     """base, head: simulator policies (each decides every account once, with "not yet" followed
@@ -73,7 +61,7 @@ def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST,
     Examples are the changed accounts whose revenue moves most."""
     before, _ = actions_of(base, accounts)
     after, _ = actions_of(head, accounts)
-    deltas, changed, found, rules = [], [], Counter(), Counter()
+    values, changed, found, rules = ([], []), [], Counter(), Counter()
     humans = {side: {"touches": 0, "reviews": 0} for side in ("base", "head")}
     net = {"base": 0.0, "head": 0.0, "none": 0.0}
     paid = {"base": 0.0, "head": 0.0}
@@ -85,7 +73,8 @@ def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST,
         net["none"] += expected(acct, NONE, human_cost).net
         paid["base"] += ea.discount_usd
         paid["head"] += eb.discount_usd
-        deltas.append(eb.net - ea.net)
+        values[0].append(ea.net)
+        values[1].append(eb.net)
         for side, action in (("base", a), ("head", b)):
             over_cap, overdue = breaches(acct.facts, action)
             breached[side]["over_cap"] += over_cap
@@ -104,7 +93,7 @@ def compare(accounts: list[Account], base, head, human_cost: float = HUMAN_COST,
                 change["rules"] = why(acct.id)
                 rules.update(change["rules"])
             changed.append(change)
-    low, high = _interval(deltas)
+    low, high = paired_total(*values)["ci95"]
     delta = net["head"] - net["base"]
     uplift = net["base"] - net["none"]
     changed.sort(key=lambda c: (-abs(c["net_revenue_delta"]), c["account"]))

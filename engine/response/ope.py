@@ -116,6 +116,15 @@ def difference(candidate: Estimate, running: Estimate, z: float = Z95) -> dict:
     return {"difference": diff, "stderr": se, "ci95": [diff - z * se, diff + z * se], "beats": diff - z * se > 0}
 
 
+def paired_total(before, after, z: float = Z95) -> dict:
+    """The total of row-by-row differences (after − before, each row its own control) with a
+    normal interval: total ± z · sd(d) · √n. Fewer than two rows: the interval is the total."""
+    d = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    total = float(d.sum())
+    half = float(z * np.std(d, ddof=1) * math.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"difference": total, "ci95": [total - half, total + half]}
+
+
 def mean_difference(a, b, z: float = Z95, covariate_a=None, covariate_b=None) -> dict:
     """The difference of two independent samples' means with a normal interval (Welch's
     standard error): the treated against the holdout. With a covariate measured before the
@@ -135,4 +144,4 @@ def mean_difference(a, b, z: float = Z95, covariate_a=None, covariate_b=None) ->
     return {"difference": diff, "stderr": se, "ci95": [diff - z * se, diff + z * se]}
 
 
-__all__ = ["Estimate", "difference", "mean_difference", "dr", "evaluate", "ips", "on_policy", "snips"]
+__all__ = ["Estimate", "difference", "mean_difference", "dr", "evaluate", "ips", "on_policy", "paired_total", "snips"]

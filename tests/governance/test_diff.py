@@ -223,8 +223,11 @@ def test_recorded_decisions_are_decided_on_base_and_head(repo, db_url):
     assert 0 < rec["changed"] <= 30 and rec["kinds"].get("discount down", 0) > 0, rec
     assert rec["discount_offered"]["delta"] < 0 < rec["discount_offered"]["base"]
     assert rec["rules"]["discount_caps"] == rec["changed"], rec["rules"]
-    assert set(rec) == {"decisions", "changed", "failed", "kinds", "rules", "discount_offered", "escalated",
-                        "held_for_approval", "examples"}
+    assert set(rec) == {"decisions", "changed", "failed", "kinds", "rules", "discount_offered", "expected_value",
+                        "escalated", "held_for_approval", "examples"}
+    ev = rec["expected_value"]  # by the response models: a tighter cap cannot raise the chosen plan's value
+    assert ev["interval"][0] <= ev["delta"] < 0 and ev["delta"] <= ev["interval"][1]
+    assert ev["delta"] == pytest.approx(ev["head"] - ev["base"], abs=0.02)
     assert rec["held_for_approval"]["base"] <= rec["held_for_approval"]["head"] <= rec["decisions"]
     changes = [c for e in rec["examples"] for c in e["changes"]]
     assert any(re.fullmatch(r"offer renewal_standard discount \d+(\.\d+)? → 0(\.0)?", c) for c in changes), changes
