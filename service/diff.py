@@ -107,9 +107,13 @@ def load_both(rules_dir: Path, ref: str, flow: str):
     flow_dir = Path(rules_dir) / flow
     problems, base, head, base_meta = [], None, None, None
     try:
-        sha, prefix = resolve(flow_dir, ref)
-        sources = Sources.from_files(f"{ref}:{prefix}", files_at(flow_dir, sha))
-        base = load_flow(sources)
+        sha, prefix = resolve(rules_dir, ref)
+        inside = f"{flow}/"
+        files = {name[len(inside):]: text for name, text in files_at(rules_dir, sha).items() if name.startswith(inside)}
+        where = f"{prefix}/{flow}" if prefix else flow
+        if not files:
+            raise GitError(f"{ref}: commit {sha[:12]} has no {where}")
+        base = load_flow(Sources.from_files(f"{ref}:{where}", files))
         base_meta = {"ref": ref, "commit": sha, "version": base.version}
     except GitError as exc:
         problems.append(f"base: {exc}")

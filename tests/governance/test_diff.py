@@ -141,7 +141,11 @@ def test_unusable_inputs_exit_1_with_a_clear_line(repo, tmp_path, capsys):
     outside = tmp_path / "rules"
     shutil.copytree(repo / "rules", outside)
     assert run("--base", "HEAD~1", str(outside))[0] == FAILED
-    assert f"base: {outside / 'renewal'}: not in a git repository" in capsys.readouterr().err
+    assert f"base: {outside}: not in a git repository" in capsys.readouterr().err
+    assert run("--base", "HEAD~1", str(repo / "rules"), "--flow", "winback")[0] == FAILED
+    err = capsys.readouterr().err
+    assert "base: HEAD~1: commit " in err and " has no rules/winback" in err
+    assert f"{repo / 'rules' / 'winback'}: No such file or directory" in err
     assert run("--base", "HEAD~1", str(repo / "rules"), "--fail-on", "revenue-drop:lots")[0] == FAILED
     assert "takes violations, revenue-drop:PCT, any-change" in capsys.readouterr().err
     assert run(str(repo / "rules"))[0] == FAILED
