@@ -29,7 +29,7 @@ def add_subcommands(subparsers) -> None:
     d.add_argument("--book", type=int, default=2000, metavar="N", help="accounts in the simulated book (default 2000)")
     d.add_argument("--seed", type=int, default=7, metavar="S", help="the simulated book's seed (default 7)")
     d.add_argument("--limit", type=int, default=1000, metavar="N",
-                   help="the newest N recorded decisions (DATABASE_URL; default 1000)")
+                   help="the newest N recorded decisions of the database (DATABASE_URL; default 1000)")
     d.add_argument("--examples", type=int, default=5, metavar="N", help="changed decisions to show (default 5)")
     d.add_argument("--json", action="store_true", help=JSON_HELP)
     d.add_argument("--fail-on", action="append", default=[], metavar="GATE",
@@ -39,7 +39,7 @@ def add_subcommands(subparsers) -> None:
 
 def cmd_diff(args, out=None, factory=None) -> int:
     from cli.progress import Progress
-    from cli.support import rules_dir, session_factory
+    from cli.support import rules_dir
     from config.settings import from_env
     from service.diff import DiffError, DiffRequest, Gate, diff, markdown, tripped
     out = out or sys.stdout
@@ -58,8 +58,6 @@ def cmd_diff(args, out=None, factory=None) -> int:
     request = DiffRequest(Path(args.rules or rules_dir()), args.base, args.flow, args.book, args.seed, args.limit,
                           max(0, args.examples), gates)
     settings = from_env()
-    if factory is None and settings.database_configured:
-        factory = session_factory()
     try:
         with Progress("diff") as progress:
             report = diff(request, settings, factory, on_phase=progress.phase)

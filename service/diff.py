@@ -8,8 +8,8 @@ holds it decide the same inputs with the same machinery as `postsale replay`:
   - a simulated book (`postsale simulate`'s), scored against the simulator's truth: expected
     net revenue and discount given under each, the difference with a paired 95% interval, and
     the policy guardrails (caps, no discount while overdue) each breaks.
-The report is a dict (the JSON); `markdown` renders it for a pull-request comment and `gates`
-turns it into a CI verdict.
+The report is a dict (the JSON); `markdown` renders it for a pull-request comment and each
+`Gate` checks it for a CI verdict.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.git import GitError, commit_of, resolve, files_at
+from adapters.store.db import make_engine, normalise_url, sessions
 from adapters.store.decisions import DecisionStore
 from engine.choose import Recorded
 from engine.decide import Decider
@@ -131,10 +132,25 @@ def load_both(rules_dir: Path, ref: str, flow: str):
     return base, head, base_meta, head_meta
 
 
+def database(settings):
+    """(a session factory on the configured database, None) or (None, why not): an SQLite file
+    that does not exist is not created, and has no decisions to compare."""
+    url = normalise_url(settings.database_url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return None, f"no database at {settings.database_url}"
+    return sessions(make_engine(url)), None
+
+
 def diff(request: DiffRequest, settings, factory=None, on_phase=None) -> dict:
-    """The report of `postsale diff`; `factory` None: no database (the recorded part says so).
-    `on_phase(text)` is told what is being decided (a progress line)."""
+    """The report of `postsale diff`; the recorded decisions are read with `factory`, else from
+    the configured database (settings.database_url) when there is one. `on_phase(text)` is told
+    what is being decided (a progress line)."""
     phase = on_phase or (lambda _text: None)
+    skipped = None
+    if factory is None:
+        factory, skipped = database(settings) if settings.database_configured else (None, "DATABASE_URL is not set")
     base, head, base_meta, head_meta = load_both(request.rules_dir, request.base, request.flow)
     try:
         responses = ResponseModels.from_dir(settings.models_dir / "response")
@@ -142,7 +158,8 @@ def diff(request: DiffRequest, settings, factory=None, on_phase=None) -> dict:
         raise DiffError([f"{settings.models_dir / 'response'}: {exc}"]) from None
     report = {"flow": request.flow, "base": base_meta, "head": head_meta}
     phase("recorded decisions")
-    report["recorded"] = recorded(base, head, responses, factory, request.limit, request.examples)
+    report["recorded"] = {"skipped": skipped} if factory is None else \
+        recorded(base, head, responses, factory, request.limit, request.examples)
     phase(f"simulated book of {request.accounts}")
     report["book"] = simulated(base, head, responses, settings, request.accounts, request.seed, request.examples)
     report["gates"] = [g.check(report) for g in request.gates]
@@ -158,8 +175,6 @@ def _deciders(base, head, **kw) -> tuple[Decider, Decider]:
 
 def recorded(base, head, responses, factory, limit: int, examples: int) -> dict:
     """The newest `limit` recorded decisions of the flow decided again on base and on head."""
-    if factory is None:
-        return {"skipped": "DATABASE_URL is not set"}
     try:
         rows = DecisionStore(factory).recorded(base.name, None, limit)
     except Exception as exc:  # noqa: BLE001 - no database is a note, not a failure

@@ -44,9 +44,9 @@ def repo(tmp_path_factory, root) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def no_database(monkeypatch):
+def no_database(monkeypatch, tmp_path):
     """The recorded part reads DATABASE_URL; these tests give the database themselves."""
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'absent.db'}")
 
 
 def run(*argv: str, factory=None) -> tuple[int, str]:
@@ -58,7 +58,7 @@ def run(*argv: str, factory=None) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def report(repo) -> dict:
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("DATABASE_URL", raising=False)
+        mp.setenv("DATABASE_URL", f"sqlite:///{repo / 'absent.db'}")
         code, out = run("--base", "HEAD~1", str(repo / "rules"), "--book", BOOK, "--json", "--examples", BOOK,
                         "--fail-on", "revenue-drop:1", "--fail-on", "violations")
     assert code == TRIPPED, out
@@ -85,7 +85,9 @@ def test_the_report_shows_the_caps_effect_on_the_simulated_book(report):
     assert book["rules"]["discount_caps"] == sum("discount_caps" in e["rules"] for e in book["examples"])
     assert book["human"]["base"]["touches"] <= book["capacity"] and book["human"]["head"]["touches"] <= book["capacity"]
     assert book["breaches"]["head"] == {"over_cap": 0, "overdue_discount": 0}
-    assert report["recorded"] == {"skipped": "DATABASE_URL is not set"}
+    absent = Path(report["head"]["path"]).parents[1] / "absent.db"
+    assert report["recorded"] == {"skipped": f"no database at sqlite:///{absent}"}
+    assert not absent.exists(), "an SQLite file that is not there is not created"
 
 
 def test_the_gates_trip_as_configured(report):
@@ -113,7 +115,8 @@ def test_the_markdown_is_a_pull_request_comment(report):
 
 
 def test_the_command_as_ci_runs_it(repo, root):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "POSTSALE_RULES")}
+    env = {k: v for k, v in os.environ.items() if k != "POSTSALE_RULES"}
+    env["DATABASE_URL"] = f"sqlite:///{repo / 'absent.db'}"
     exe = str(Path(sys.executable).parent / "postsale")
     done = subprocess.run([exe, "diff", "--base", "HEAD~1", "rules", "--book", "200", "--fail-on", "revenue-drop:1"],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=600)
@@ -126,10 +129,12 @@ def test_the_command_as_ci_runs_it(repo, root):
     assert "- `violations`: **passed**" in done.stdout and done.stderr == ""
 
 
-def test_no_change_is_zero_changes(repo):
+def test_no_change_is_zero_changes(repo, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL")
     code, out = run("--base", "HEAD", str(repo / "rules"), "--book", "100", "--json", "--fail-on", "any-change")
     report = json.loads(out)
     assert code == OK, report["gates"]
+    assert report["recorded"] == {"skipped": "DATABASE_URL is not set"}
     assert report["base"]["version"] == report["head"]["version"]
     assert report["book"]["changed"] == 0 and report["book"]["net_revenue"]["delta"] == 0
     assert report["book"]["net_revenue"]["interval"] == [0, 0]
