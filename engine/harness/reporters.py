@@ -69,7 +69,7 @@ def coverage_report(flow_name: str, cov, out, show_gaps: bool = True) -> None:
         for loc, what in cov.gaps():
             out.write(f"  {loc}: not covered: {what}\n")
     for gid, (loc, why) in sorted(cov.redundant.items(), key=lambda kv: kv[1][0]):
-        out.write(f"  {loc}: redundant: guardrail {gid} can never act: {why}\n")
+        out.write(f"  {loc}: redundant: guardrail {gid} can never act on a decision: {why}\n")
 
 
 def junit_xml(results, path: str, suite: str = "postsale") -> None:

@@ -117,7 +117,8 @@ def test_a_cap_every_offer_under_its_condition_already_respects_is_redundant_not
     f = flow(CAPPED, flow=FLOW + CAPS)
     found = redundant_guardrails(f)
     assert sorted(found) == ["all-cap", "smb-cap"]
-    assert found["smb-cap"][1] == "every offer it applies to has a constant discount of at most 10, within its cap of 15"
+    assert found["smb-cap"][1] == ("every offer it applies to has a constant discount of at most 10, within its "
+                                   "cap of 15")
     assert "at most 20, within its cap of 25" in found["all-cap"][1]
     cov = measure(f, [])
     assert not any("smb-cap" in what or "all-cap" in what for _, what in cov.gaps())
@@ -140,6 +141,6 @@ def test_coverage_is_printed_after_the_results_with_the_redundant_guardrails(tmp
     lines = out.getvalue().splitlines()
     assert lines[0].endswith("r.test.yaml .")
     assert lines[1].startswith("coverage t: ") and "guardrails 0/3 (2 redundant)" in lines[1]
-    assert any(line.endswith("redundant: guardrail smb-cap can never act: every offer it applies to has a "
-                             "constant discount of at most 10, within its cap of 15") for line in lines)
+    assert any(line.endswith("redundant: guardrail smb-cap can never act on a decision: every offer it applies "
+                             "to has a constant discount of at most 10, within its cap of 15") for line in lines)
     assert lines[-1] == "1 passed, 0 failed"
