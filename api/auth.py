@@ -83,5 +83,6 @@ def require(scope: str):
             if limits is not None:
                 limits.check(key_id, scope)
             return fn(*args, **kwargs)
+        wrapper.scope = scope  # the authorization matrix (tests/api/test_authz_matrix.py) reads it
         return wrapper
     return deco

@@ -256,7 +256,7 @@ def cmd_serve(args) -> int:
     if not settings.api_keys and settings.api_keys_file is None:
         key = development_key()
         # the gunicorn workers read their settings from the environment: hand the key over there
-        os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin", "ingest"]})
+        os.environ["POSTSALE_API_KEYS"] = json.dumps({key: ["decide", "read", "approve", "admin", "ingest", "author"]})
         print(f"development API key (all scopes, this run only): {key}")
         print(f"  export POSTSALE_KEY={key}")
     base = f"http://{settings.host}:{settings.port}"
@@ -343,6 +343,8 @@ def parser() -> argparse.ArgumentParser:
     add_diff_commands(sub)
     from cli.learning import add_subcommands as add_learning_commands
     add_learning_commands(sub)
+    from cli.rollout import add_subcommands as add_rollout_commands
+    add_rollout_commands(sub)
     return p
 
 

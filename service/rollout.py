@@ -134,7 +134,7 @@ def promote(rt, flow: str, *, actor: str | None) -> dict:
         live = _known(rt, flow, s)[0]
         started = _running(s, flow)
         if actor is not None and started.actor == actor:
-            raise Forbidden(f"'{actor}' started this candidate; another key with the admin scope promotes it")
+            raise Forbidden(f"'{actor}' started this candidate; someone else (a key with the admin scope) promotes it")
         s.add(RulesetVersion(flow=flow, version=started.version, sources=started.sources, actor=actor, created_at=now()))
         row = store.add(s, flow, store.PROMOTE, actor, mode=started.mode, version=started.version)
         audit(s, actor, "rollout.promoted", flow, {"rollout": row.id, "version": started.version,
@@ -145,10 +145,17 @@ def promote(rt, flow: str, *, actor: str | None) -> dict:
 
 def rollback(rt, flow: str, *, actor: str | None) -> dict:
     """The version active before the live one is active again (a new activation of its
-    sources); any candidate is cleared. One call, on every worker within the poll bound."""
+    sources); any candidate is cleared. One call, on every worker within the poll bound; a
+    second rollback in a row is refused (it would undo the first)."""
     with transaction(rt.factory) as s:
         history = _known(rt, flow, s)
         live = history[0]
+        last = store.newest(s, flow)
+        if last is not None and last.step == store.ROLLBACK and last.version == live.version \
+                and live.created_at <= last.created_at:
+            raise Conflict("Already rolled back", f"flow '{flow}' was rolled back to {live.version}; a second "
+                           "rollback would bring back what was rolled back: start it as a candidate instead",
+                           "rollback-repeated")
         previous = next((v for v in history if v.version != live.version), None)
         if previous is None:
             raise Conflict("Nothing to roll back to", f"flow '{flow}' has had one version only ({live.version})",

@@ -17,6 +17,10 @@ def running(session) -> dict[str, Rollout]:
     return {r.flow: r for r in rows if r.step == START}
 
 
+def newest(session, flow: str) -> Rollout | None:
+    return session.scalars(select(Rollout).where(Rollout.flow == flow).order_by(Rollout.id.desc()).limit(1)).first()
+
+
 def add(session, flow: str, step: str, actor: str | None, *, mode=None, share=None, version=None,
         sources=None) -> Rollout:
     row = Rollout(flow=flow, step=step, mode=mode, share=share, version=version, sources=sources, actor=actor,

@@ -157,6 +157,8 @@ def test_promote_then_rollback_audited_with_segregation_of_duties(app, client, r
     assert r.status_code == 200 and r.get_json()["active"]["version"] == before
     back = decide(client, deal_desk(example_facts))
     assert back["ruleset_version"] == before and discount(back) == 20
+    r = client.post("/v1/rollouts/renewal/rollback", headers=auth("k-admin"))
+    assert r.status_code == 409 and "already" in r.get_json()["title"].lower(), "a second rollback is no redo"
     steps = [s["step"] for s in client.get("/v1/rollouts/renewal", headers=auth("k-read")).get_json()["steps"]]
     assert steps == ["rollback", "promote", "start"]
     [p] = audited(app, "rollout.promoted")
