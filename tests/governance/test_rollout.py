@@ -274,3 +274,24 @@ def test_a_redis_outage_only_delays_convergence_to_the_poll(settings, rules_dir)
         for a in (one, two):
             a.extensions["postsale"].close()
 
+
+
+def test_a_shadow_adds_no_statement_to_the_decisions_write(app, client, rules_dir, example_facts):
+    """The shadow's verdict goes into the decision's own row: the same statements as the same
+    decision without a candidate (tests/api/test_statement_budget.py counts those)."""
+    from tests.api.test_statement_budget import counting
+    rt = app.extensions["postsale"]
+
+    def statements(account):
+        with counting(rt) as (sql, _):
+            body = decide(client, deal_desk(example_facts, account))
+        return [q.split("(")[0].strip() for q in sql], body
+    decide(client, deal_desk(example_facts, "warm"))
+    without, _ = statements("plain")
+    lower_cap(rules_dir)
+    client.post("/v1/rollouts/renewal", json={"mode": "shadow"}, headers=auth("k-author"))
+    decide(client, deal_desk(example_facts, "warm-shadow"))
+    for n in range(3):
+        shadowed, body = statements(f"shadowed-{n}")
+        assert shadowed == without
+        assert row(app, body["id"]).shadow_changed is True
