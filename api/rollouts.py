@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify
+from marshmallow import ValidationError
 
 from engine.errors import RulesetError
 from service import rollout
 
-from .approvals import _body
 from .auth import require
+from .body import read_json
+from .errors import invalid
 from .rulesets import rules_invalid
-from .schemas import RolloutRequest
+from .schemas import RolloutRequest, error_paths
 
 bp = Blueprint("rollouts", __name__)
 _request = RolloutRequest()
@@ -51,7 +53,13 @@ def start(flow):
         409: {description: the candidate is the active version, content: {application/problem+json: {schema: Problem}}}
         422: {description: the candidate does not compile, content: {application/problem+json: {schema: Problem}}}
     """
-    body = _body(_request)
+    payload = read_json()
+    if not isinstance(payload, dict):
+        raise invalid([{"path": "$", "message": "the body must be a JSON object"}])
+    try:
+        body = _request.load(payload)
+    except ValidationError as err:
+        raise invalid(error_paths(err)) from None
     try:
         return jsonify(rollout.start(_rt(), flow, body["mode"], actor=g.api_key_id, share=body["share"],
                                      version_id=body["version_id"]))

@@ -75,11 +75,10 @@ def cmd_replay(args, out=None, factory=None) -> int:
 
 def replay_one(decision_id: str, as_json: bool, out=None, factory=None) -> int:
     """Decide one recorded decision again on the sources of the version it was recorded with
-    (ruleset_versions), from its recorded facts (scores and feature snapshot included) and its
-    recorded capacity admission: 0 reproduced, 2 a difference, 1 unusable."""
-    from sqlalchemy import select
-
-    from adapters.store.models import Decision as Row, RulesetVersion
+    (ruleset_versions, or the rollout candidate's), from its recorded facts (scores and feature
+    snapshot included) and its recorded capacity admission: 0 reproduced, 2 a difference, 1 unusable."""
+    from adapters.store.models import Decision as Row
+    from adapters.store.rulesets import sources_of
     from cli.support import database_unusable, response_models, session_factory
     from engine.choose import Recorded
     from engine.decide import Decider
@@ -89,21 +88,18 @@ def replay_one(decision_id: str, as_json: bool, out=None, factory=None) -> int:
     try:
         with (factory or session_factory())() as s:
             row = s.get(Row, decision_id)
-            version = None if row is None else s.scalars(
-                select(RulesetVersion).where(RulesetVersion.flow == row.flow,
-                                             RulesetVersion.version == row.ruleset_version)
-                .order_by(RulesetVersion.id.desc()).limit(1)).first()
+            sources = None if row is None else sources_of(s, row.flow, row.ruleset_version)
     except Exception as exc:  # noqa: BLE001 - one clear line
         return database_unusable(exc, "database", FAILED)
     if row is None:
         print(f"postsale: no decision {decision_id}", file=sys.stderr)
         return FAILED
-    if version is None:
+    if sources is None:
         print(f"postsale: the sources of {row.flow} version {row.ruleset_version} were never recorded",
               file=sys.stderr)
         return FAILED
     try:
-        decider = Decider(load_flow(Sources(f"rules/{row.flow}", dict(version.sources))), responses=response_models())
+        decider = Decider(load_flow(Sources(f"rules/{row.flow}", sources)), responses=response_models())
     except RulesetError as exc:
         for d in exc.diagnostics:
             print(d, file=sys.stderr)

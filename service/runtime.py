@@ -161,12 +161,9 @@ class Runtime:
                 current = self.deciders.get(name)
                 if current is not None and current.flow.version == row.version:
                     continue
-                try:
-                    flow = load_flow(Sources(f"rules/{name}", row.sources))
-                except RulesetError as exc:
-                    log.error("recorded version %s of flow %s does not load: %s", row.version, name, exc)
-                    continue
-                self._swap(name, self.decider_for(flow))
+                flow = _recorded(name, row, "recorded version")
+                if flow is not None:
+                    self._swap(name, self.decider_for(flow))
             self._adopt_candidates()
             self._seen = stamp
 
@@ -183,10 +180,8 @@ class Runtime:
             current = self.candidates.get(name)
             if current is not None and current.rollout_id == row.id:
                 continue
-            try:
-                flow = load_flow(Sources(f"rules/{name}", row.sources))
-            except RulesetError as exc:
-                log.error("candidate %s of flow %s does not load: %s", row.version, name, exc)
+            flow = _recorded(name, row, "candidate")
+            if flow is None:
                 continue
             self.candidates[name] = Candidate(row.id, name, row.mode, row.share or 0.0, row.version,
                                               self.decider_for(flow), self.settings.experiment_salt)
@@ -411,6 +406,15 @@ class Runtime:
                   *(r for _, r in self._retired)]:
             d.close()
         self.db.dispose()
+
+
+def _recorded(name: str, row, what: str):
+    """The flow of a recorded row's sources; None (logged) when they no longer load."""
+    try:
+        return load_flow(Sources(f"rules/{name}", row.sources))
+    except RulesetError as exc:
+        log.error("%s %s of flow %s does not load: %s", what, row.version, name, exc)
+        return None
 
 
 RETRY_DISPATCHER_SECONDS = 60.0

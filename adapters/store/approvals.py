@@ -31,7 +31,7 @@ from sqlalchemy import String, and_, cast, func, or_, select, update
 from .db import now as utcnow
 from .db import aware, iso, transaction
 from .decisions import action_key
-from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox, RulesetVersion
+from .models import Approval, AuditEntry, Decision, DecisionEvent, Outbox
 
 log = logging.getLogger("postsale.approvals")
 
@@ -124,15 +124,15 @@ class RecordedFlows:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
+        from .rulesets import sources_of
         with self.factory() as s:
-            row = s.scalars(select(RulesetVersion).where(RulesetVersion.flow == name, RulesetVersion.version == version)
-                            .order_by(RulesetVersion.id.desc()).limit(1)).first()
+            sources = sources_of(s, name, version)
         flow = None
-        if row is not None:
+        if sources is not None:
             from engine.errors import RulesetError
             from engine.language.flows import Sources, load_flow
             try:
-                flow = load_flow(Sources(f"rules/{name}", row.sources))
+                flow = load_flow(Sources(f"rules/{name}", sources))
             except RulesetError as exc:
                 log.error("recorded version %s of flow %s does not load: %s", version, name, exc)
         with self._lock:

@@ -1,5 +1,5 @@
 """The recorded ruleset versions: each flow's history (newest first) and a version's sources,
-for the console's rulesets page and the diff between two versions."""
+for the console's rulesets page, the diff between two versions, replays and approvals."""
 from __future__ import annotations
 
 import difflib
@@ -7,7 +7,7 @@ import difflib
 from sqlalchemy import select
 
 from .db import iso
-from .models import RulesetVersion
+from .models import Rollout, RulesetVersion
 
 
 def history(factory, limit: int = 200) -> dict[str, list[dict]]:
@@ -26,6 +26,17 @@ def sources(factory, row_id: int) -> dict | None:
     with factory() as s:
         r = s.get(RulesetVersion, row_id)
         return None if r is None else {"flow": r.flow, "version": r.version, "sources": dict(r.sources or {})}
+
+
+def sources_of(session, flow: str, version: str) -> dict | None:
+    """The sources of a flow's version a decision was made with: an activated version, or a
+    rollout candidate's (a canary decides with a version that may never be activated)."""
+    for model, only in ((RulesetVersion, ()), (Rollout, (Rollout.step == "start",))):
+        found = session.scalars(select(model.sources).where(model.flow == flow, model.version == version, *only)
+                                .order_by(model.id.desc()).limit(1)).first()
+        if found is not None:
+            return dict(found)
+    return None
 
 
 def diff(old: dict, new: dict) -> list[dict]:

@@ -4,6 +4,7 @@ audited, on SQLite and PostgreSQL; two apps on one database and Redis converge."
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import replace
 
@@ -295,3 +296,22 @@ def test_a_shadow_adds_no_statement_to_the_decisions_write(app, client, rules_di
         shadowed, body = statements(f"shadowed-{n}")
         assert shadowed == without
         assert row(app, body["id"]).shadow_changed is True
+
+
+def test_a_canary_decision_replays_and_is_approved_on_the_candidates_sources(app, client, rules_dir, example_facts,
+                                                                              ceiling_models_dir, monkeypatch, capsys):
+    """A canary decides with a version that may never be activated: replay and the approval's
+    discount limits find its sources in the rollout."""
+    from cli.replay import OK, replay_one
+    monkeypatch.setenv("POSTSALE_MODELS_DIR", str(ceiling_models_dir))
+    lower_cap(rules_dir)
+    client.post("/v1/rollouts/renewal", json={"mode": "canary", "share": 1.0}, headers=auth("k-author"))
+    body = decide(client, deal_desk(example_facts))
+    assert discount(body) == 16 and body["approval"]["required"]
+    client.delete("/v1/rollouts/renewal", headers=auth("k-author"))  # never promoted
+    rt = app.extensions["postsale"]
+    assert replay_one(body["id"], True, None, rt.factory) == OK
+    assert json.loads(capsys.readouterr().out)["reproduced"] is True
+    from adapters.store.approvals import RecordedFlows
+    [flow] = RecordedFlows(rt.factory)("renewal", body["ruleset_version"])
+    assert flow.version == body["ruleset_version"]
