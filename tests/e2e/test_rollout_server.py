@@ -1,6 +1,6 @@
 """A rollout across real processes on PostgreSQL and Redis: `postsale serve` with two gunicorn
-workers and a `postsale worker` deciding triggered evaluations. Shadow, promote and rollback are
-each taken over HTTP by one worker and adopted by the other and by the worker process."""
+workers and a `postsale worker` deciding triggered evaluations. Shadow, canary, promote and
+rollback are each taken over HTTP by one worker and adopted by the other and by the worker process."""
 from __future__ import annotations
 
 import copy
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from adapters.store.audit import verify
 from adapters.store.db import make_engine, sessions
 from adapters.store.models import Decision
+from engine.explore import in_share
 from tests.servers import postgres_schema_url, redis_client
 from tests.signals.conftest import renewal_story
 
@@ -127,6 +128,17 @@ def test_shadow_promote_rollback_across_two_gunicorn_workers_and_a_worker_proces
     assert triggered(srv, factory, worker, "roll-shadow").shadow_version == candidate
     status = srv.get("/v1/rollouts/renewal", key="r-decide").json["candidate"]["shadow"]
     assert status["changed"] >= 12 and status["examples"]
+
+    r = srv.post("/v1/rollouts/renewal", {"mode": "canary", "share": 0.5}, key="r-author")
+    assert r.status == 200 and r.json["candidate"]["mode"] == "canary", r
+
+    def on_its_side(body, row):
+        expected = candidate if in_share("postsale", "canary:renewal", row.account_id, 0.5) else before
+        return body["ruleset_version"] == expected and row.shadow_version is None
+    settled(srv, factory, "canary", on_its_side)
+    for account in ("roll-canary-1", "roll-canary-2"):
+        d = triggered(srv, factory, worker, account)
+        assert d.ruleset_version == (candidate if in_share("postsale", "canary:renewal", account, 0.5) else before)
 
     assert srv.post("/v1/rollouts/renewal/promote", key="r-author").status == 403
     r = srv.post("/v1/rollouts/renewal/promote", key="r-admin")
