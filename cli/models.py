@@ -75,6 +75,8 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--flow", default="renewal", help="the flow whose facts schema and scorers prepare the rows")
     r.add_argument("--prior", choices=["current", "none"], help="current: recalibrate the models in use on the rows; "
                    "none: fit every coefficient (default: current with --from-outcomes, none otherwise)")
+    r.add_argument("--effects", action="store_true", help="--prior current: recalibrate the treatment effects too, "
+                   "not only the base (docs/decisioning.md: few periods have the rows for it)")
     r.add_argument("--c", type=float, help="inverse L2 strength, towards the model in use with --prior current, "
                                            "towards zero otherwise (default 1.0)")
     r.add_argument("--weighted", action="store_true", help="weight rows by 1/propensity")
@@ -157,11 +159,12 @@ def cmd_train_response(args, out=None, factory=None) -> int:
             from cli.support import session_factory
             report = learning.train_from_outcomes(factory or session_factory(), settings, flow=args.flow,
                                                   since=args.since, out=Path(args.out) if args.out else None,
-                                                  version=args.version, prior=prior, c=c, weighted=args.weighted)
+                                                  version=args.version, prior=prior, effects=args.effects, c=c,
+                                                  weighted=args.weighted)
         else:
             report = learning.train_from_log(training.read_rows(args.data), settings, flow=args.flow,
                                              out=Path(args.out or "models/response"), version=args.version or "1.0.0",
-                                             prior=prior, c=c, weighted=args.weighted)
+                                             prior=prior, effects=args.effects, c=c, weighted=args.weighted)
     except (OSError, ValueError, KeyError, RulesetError, FactsError, ResponseModelError) as exc:
         return _err(f"{source}: {exc}")
     if args.json:
@@ -188,7 +191,7 @@ def training_text(report: dict) -> str:
         if r.get("skipped"):
             lines.append(f"{r['kind']}: not trained ({r['skipped']}); {(r['current'] or {}).get('ref', 'none')} stays")
             continue
-        how = f"recalibrated from {r['prior']}" if r["prior"] else "fitted from scratch"
+        how = f"recalibrated ({r['recalibrated']}) from {r['prior']}" if r["prior"] else "fitted from scratch"
         lines.append(f"{r['artifact']}: {r['ref']}, {how} on {r['rows']} rows; holdout of "
                      f"{r['metrics']['holdout_rows']} rows:")
         lines.append("  new      " + _model_line(r["ref"], r["metrics"]))

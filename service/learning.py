@@ -137,11 +137,11 @@ def response_preparer(flow_dir, settings):
 
 
 def train_response(rows: list[dict], prepare, *, version: str, out, current: dict | None = None,
-                   prior: bool = False, c: float = 1.0, weighted: bool = False) -> list[dict]:
+                   prior: bool = False, effects: bool = False, c: float = 1.0, weighted: bool = False) -> list[dict]:
     """Fit the renewal and upsell response models on training rows, write their artifacts to
     `out`, and report each one's holdout metrics beside those of the model it would replace
     (`current`: kind → ResponseModel) on the same rows. `prior`: shrink towards the current
-    model instead of towards zero."""
+    model instead of towards zero (its base only, or with `effects` its treatment effects too)."""
     from engine.response import training
     current = current or {}
     prepared = [prepare(r["facts"]) for r in rows]
@@ -150,7 +150,7 @@ def train_response(rows: list[dict], prepare, *, version: str, out, current: dic
         now = current.get(kind)
         try:
             doc = training.fit(rows, None, kind=kind, version=version, c=c, weighted=weighted, prepared=prepared,
-                               prior=now if prior else None, against=[now] if now is not None else [],
+                               prior=now if prior else None, effects=effects, against=[now] if now is not None else [],
                                name=now.name if now is not None else None)
         except training.TooFewRows as exc:
             report.append({"kind": kind, "artifact": None, "skipped": str(exc),
@@ -160,7 +160,8 @@ def train_response(rows: list[dict], prepare, *, version: str, out, current: dic
         metrics = dict(doc["metrics"])
         against = metrics.pop("against", {})
         report.append({"kind": kind, "artifact": str(path), "ref": f"{doc['name']}@{doc['version']}",
-                       "prior": doc["trained"]["prior"], "rows": doc["trained"]["rows"], "metrics": metrics,
+                       "prior": doc["trained"]["prior"], "recalibrated": doc["trained"]["recalibrated"],
+                       "rows": doc["trained"]["rows"], "metrics": metrics,
                        "current": None if now is None else {"ref": now.ref, "metrics": against[now.ref]}})
     return report
 
@@ -183,17 +184,18 @@ def current_models(flow_dir, *folders) -> dict:
 
 
 def train_from_outcomes(factory, settings, *, flow: str = "renewal", since=None, out=None, version: str | None = None,
-                        prior: bool = True, c: float = 1.0, weighted: bool = False) -> dict:
+                        prior: bool = True, effects: bool = False, c: float = 1.0, weighted: bool = False) -> dict:
     """`postsale models train-response --from-outcomes`: the flow's recorded decisions joined to
     their outcomes become training rows (training_rows), and are trained on as a log is
     (train_from_log)."""
     rows, counts = training_rows(logged(factory, flow, since))
-    return {**train_from_log(rows, settings, flow=flow, out=out, version=version, prior=prior, c=c,
+    return {**train_from_log(rows, settings, flow=flow, out=out, version=version, prior=prior, effects=effects, c=c,
                              weighted=weighted, counts=counts), "since": iso(since)}
 
 
 def train_from_log(rows: list[dict], settings, *, flow: str = "renewal", out=None, version: str | None = None,
-                   prior: bool = False, c: float = 1.0, weighted: bool = False, counts: dict | None = None) -> dict:
+                   prior: bool = False, effects: bool = False, c: float = 1.0, weighted: bool = False,
+                   counts: dict | None = None) -> dict:
     """New response models for the flow from training rows, written to `out` (default: the
     served folder) and each reported beside the model in use it would replace (the one the
     flow names, in `out` or else in the served folder). `prior`: recalibrate the models in use
@@ -213,7 +215,7 @@ def train_from_log(rows: list[dict], settings, *, flow: str = "renewal", out=Non
     if counts is None:
         counts = {"logged": len(rows), "no_outcome": 0, "used": len(rows), "by_arm": {}}
     models = train_response(rows, response_preparer(flow_dir, settings), version=version, out=out,
-                            current=current, prior=prior, c=c, weighted=weighted) if rows else []
+                            current=current, prior=prior, effects=effects, c=c, weighted=weighted) if rows else []
     return {"flow": flow, "version": version, "out": str(out), "counts": counts, "models": models}
 
 

@@ -199,7 +199,7 @@ def _flat_coefficients(model: ResponseModel, names: tuple) -> tuple[float, np.nd
 
 
 def recalibrated(prior: ResponseModel, z: np.ndarray, enc: np.ndarray, y: np.ndarray, w: np.ndarray,
-                 c: float) -> tuple[float, np.ndarray]:
+                 c: float, effects: bool = False) -> tuple[float, np.ndarray]:
     """The prior's coefficients (design order) after a recalibration on the rows: its base logit
     and each group of treatments (treatments.GROUPS: a discount's two terms move together, so do
     the two longer terms) get a scale, and the group's first treatment a shift,
@@ -208,18 +208,19 @@ def recalibrated(prior: ResponseModel, z: np.ndarray, enc: np.ndarray, y: np.nda
 
     a dozen numbers shrunk towards the prior (α = β = 0, λ = γ = 1), so that a few thousand rows
     can say "offers work half as well here" without re-learning every interaction from scratch.
-    The result has the artifact's form (base and effects stay linear in z)."""
+    The result has the artifact's form (base and effects stay linear in z). `effects` False:
+    only α and λ, the base; the prior's treatment effects are kept as they are."""
     b0, flat = _flat_coefficients(prior, prior.treatments)
     nf = z.shape[1]
     index = {t: i for i, t in enumerate(prior.treatments)}
     base_w = flat[:nf]
-    effects = [(flat[nf + i * (nf + 1)], flat[nf + i * (nf + 1) + 1: nf + (i + 1) * (nf + 1)])
-               for i in range(len(prior.treatments))]
+    terms = [(flat[nf + i * (nf + 1)], flat[nf + i * (nf + 1) + 1: nf + (i + 1) * (nf + 1)])
+             for i in range(len(prior.treatments))]
     groups = [[index[t] for t in g if t in index] for g in treatments.GROUPS[prior.kind]]
-    groups = [g for g in groups if g]
+    groups = [g for g in groups if g] if effects else []
     cols = [b0 + z @ base_w]
     for g in groups:
-        cols.append(sum(enc[:, i] * (effects[i][0] + z @ effects[i][1]) for i in g))
+        cols.append(sum(enc[:, i] * (terms[i][0] + z @ terms[i][1]) for i in g))
         cols.append(enc[:, g[0]])
     anchor = np.array([1.0] + [1.0, 0.0] * len(groups))
     alpha, t = _logistic(np.column_stack(cols), y, w, c, anchor, 0.0)
@@ -229,7 +230,7 @@ def recalibrated(prior: ResponseModel, z: np.ndarray, enc: np.ndarray, y: np.nda
             scale[i] = t[1 + 2 * n]
         shift[g[0]] = t[2 + 2 * n]
     out = [lam * base_w]
-    for i, (bi, wi) in enumerate(effects):
+    for i, (bi, wi) in enumerate(terms):
         gamma = scale.get(i, 1.0)
         out.append(np.concatenate([[gamma * bi + shift.get(i, 0.0)], gamma * wi]))
     return alpha + lam * b0, np.concatenate(out)
@@ -261,12 +262,13 @@ def examples(rows: list[dict], prepare, kind: str, weighted: bool, prepared: lis
 
 def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None = None, c: float = 1.0,
         weighted: bool = False, holdout: float = 0.2, seed: int = 0, prepared: list | None = None,
-        prior: ResponseModel | None = None, against=()) -> dict:
+        prior: ResponseModel | None = None, effects: bool = False, against=()) -> dict:
     """A `postsale-response` artifact (a dict) fitted on `rows`; `prepare(facts)` → flattened
     inputs, or `prepared`, the rows' inputs already prepared (both models of a log share them).
 
     With a `prior` (the model in use), the new model is the prior recalibrated on the rows
-    (`recalibrated`; `c` its strength), with the prior's features; without, every coefficient is
+    (`recalibrated`: its base, and with `effects` its treatment effects; `c` the strength of
+    the pull towards the prior), with the prior's features; without, every coefficient is
     fitted, shrunk towards zero (`c`: inverse L2 strength). `against`: models whose metrics on the
     same holdout rows are reported beside the new one's (metrics.against)."""
     names = treatments.RENEWAL if kind == "renewal" else treatments.UPSELL
@@ -284,7 +286,7 @@ def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None 
         design = _design(z[~test], enc[~test])
         intercept, beta = _logistic(design, y[~test], w[~test], c, np.zeros(design.shape[1]))
     else:
-        intercept, beta = recalibrated(prior, z[~test], enc[~test], y[~test], w[~test], c)
+        intercept, beta = recalibrated(prior, z[~test], enc[~test], y[~test], w[~test], c, effects)
     doc = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "name": name or (prior.name if prior is not None else f"{kind}-response"), "version": version, "kind": kind,
@@ -294,6 +296,7 @@ def fit(rows: list[dict], prepare, *, kind: str, version: str, name: str | None 
         "features": features, "treatments": list(names), "coefficients": _export(intercept, beta, z.shape[1], names),
         "trained": {"rows": int((~test).sum()), "holdout_rows": int(test.sum()), "c": c, "weighted": weighted,
                     "prior": prior.ref if prior is not None else None,
+                    "recalibrated": None if prior is None else ("base and effects" if effects else "base"),
                     "at": datetime.now(timezone.utc).replace(microsecond=0).isoformat()},
     }
     model = ResponseModel(doc)

@@ -88,7 +88,7 @@ def test_learned_models_against_the_cold_start_prior(app, client, db_url, root, 
     monkeypatch.setenv("POSTSALE_MODELS_DIR", str(root / "models"))
     out = io.StringIO()
     args = Namespace(data=None, from_outcomes=True, since=None, version=None, out=str(learned / "response"),
-                     rules=None, flow="renewal", prior=None, c=None, weighted=False, json=True)
+                     rules=None, flow="renewal", prior=None, effects=False, c=None, weighted=False, json=True)
     assert cmd_train_response(args, out=out, factory=rt.factory) == 0
     trained = json.loads(out.getvalue())
     assert trained["counts"]["by_arm"]["holdout"] == report["accounts"]["holdout"]

@@ -25,7 +25,7 @@ def settings_overrides():
 
 def _args(**kw):
     base = dict(data=None, from_outcomes=True, since=None, version=None, out=None, rules=None, flow="renewal",
-                prior=None, c=None, weighted=False, json=True)
+                prior=None, effects=False, c=None, weighted=False, json=True)
     return Namespace(**{**base, **kw})
 
 
@@ -61,7 +61,7 @@ def test_train_from_the_recorded_decisions_and_outcomes(app, client, root, tmp_p
     assert learned.doc["coefficients"] != prior.doc["coefficients"]
     upsell = next(m for m in report["models"] if m["kind"] == "upsell")
     assert upsell.get("artifact") or "usable rows" in upsell["skipped"]
-    assert "recalibrated from renewal-response@1.0.0" in training_text(report)
+    assert "recalibrated (base) from renewal-response@1.0.0" in training_text(report)
 
     # a flow that names its models without a version serves the newest in the folder: 1.1.0 is in use
     follow_newest_models(rt.settings.rules_dir)
