@@ -335,6 +335,8 @@ def parser() -> argparse.ArgumentParser:
     add_kpi_commands(sub)
     from cli.audit import add_subcommands as add_audit_commands
     add_audit_commands(sub)
+    from cli.privacy import add_subcommands as add_privacy_commands
+    add_privacy_commands(sub)
     from cli.replay import add_subcommands as add_replay_commands
     add_replay_commands(sub)
     from cli.simulate import add_subcommands as add_simulate_commands

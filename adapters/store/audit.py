@@ -6,7 +6,8 @@ audit_chain: the row's digest (recomputed by the audit_digests view from the row
 its lane and sequence number, the previous entry's hash and its own,
 sha256(prev_hash + " " + table + " " + digest). A checkpoint signs every lane's (seq, hash)
 with an HMAC key the database does not hold, and the previous checkpoint's MAC, so rewriting
-a whole chain is seen too. What verify cannot see: entries after the newest checkpoint removed
+a whole chain is seen too. A row rewritten by an erasure or by retention matches the digest the
+chained audit_log entry of that rewrite names (adapters/store/erasure.py). What verify cannot see: entries after the newest checkpoint removed
 from a lane's end together with its head row put back (documented in docs/governance.md).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from .db import iso, now, transaction
+from .erasure import sanctioned_digests
 
 GENESIS = "0" * 64
 
@@ -102,6 +104,7 @@ def verify(factory, key: bytes | None) -> Verified:
         heads = {lane: (seq, head) for lane, seq, head in s.execute(text("SELECT lane, seq, head FROM audit_heads"))}
         checkpoints = s.execute(text("SELECT id, created_at, heads, prev_mac, mac FROM audit_checkpoints "
                                      "ORDER BY id")).all()
+        rewritten = sanctioned_digests(s)
     lanes: dict[int, list] = {}
     for e in entries:
         lanes.setdefault(e.lane, []).append(e)
@@ -114,7 +117,7 @@ def verify(factory, key: bytes | None) -> Verified:
             at[(lane, e.seq)] = e.hash
             if e.actual is None:
                 problems.append(Problem("removed", name, f"the {e.tbl} row {e.ref} is gone"))
-            elif e.actual != e.digest:
+            elif e.actual != e.digest and rewritten.get((e.tbl, e.ref)) != e.actual:
                 problems.append(Problem("altered", name, f"the {e.tbl} row {e.ref} no longer matches its digest"))
             if e.hash != chain_hash(e.prev_hash, e.tbl, e.digest):
                 problems.append(Problem("altered", name, "the entry's hash does not cover its contents"))
