@@ -142,6 +142,7 @@ class Settings:
     knowledge_dir: Path = ROOT / "config" / "knowledge"
     tools_file: Path | None = None  # None: config/tools.yaml
     contact_policy_file: Path | None = None  # None: config/contact_policy.yaml
+    retention_file: Path | None = None  # POSTSALE_RETENTION_FILE; None: config/retention.yaml
     redis_timeout_seconds: float = 0.5
     # gunicorn (config/gunicorn.conf.py)
     host: str = "127.0.0.1"
@@ -262,6 +263,7 @@ def from_env(env=None) -> Settings:
         knowledge_dir=Path(env.get("POSTSALE_KNOWLEDGE_DIR") or config_dir / "knowledge"),
         tools_file=_path(env, "POSTSALE_TOOLS_FILE") or config_dir / "tools.yaml",
         contact_policy_file=_path(env, "POSTSALE_CONTACT_POLICY_FILE") or config_dir / "contact_policy.yaml",
+        retention_file=_path(env, "POSTSALE_RETENTION_FILE") or config_dir / "retention.yaml",
         redis_timeout_seconds=_float(env, "POSTSALE_REDIS_TIMEOUT", 0.5),
         host=env.get("HOST") or "127.0.0.1",
         web_concurrency=_int(env, "WEB_CONCURRENCY", None),

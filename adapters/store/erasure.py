@@ -99,6 +99,22 @@ def rewrite(session, table, key, columns, where, params, fix) -> list[str]:
     return changed
 
 
+def redact(session, personal, params) -> tuple[dict, list]:
+    """Scrub the personal values from each kind of row `params` selects (decision ids, and the
+    account's own rows when it names one): the rows changed per table, and the chained ones'
+    new digests."""
+    counts, rewritten = {}, []
+    for table, key, columns, where in SUBJECT_ROWS:
+        if all(f":{k}" not in where for k in params):
+            continue
+        changed = rewrite(session, table, key, columns, where, params,
+                          lambda _col, v: scrub(v, personal) if v is not None else v)
+        counts[table] = len(changed)
+        if table in CHAINED:
+            rewritten += digests(session, table, changed)
+    return counts, rewritten
+
+
 def digests(session, table, refs) -> list[list[str]]:
     """[table, ref, digest] of each row as it is now (the audit_digests view of migration 0012)."""
     out = []
@@ -123,14 +139,8 @@ def erase_subject(factory, account: str, marks_of, key: bytes, actor: str | None
         personal = personal_test(values, key)
         counts, rewritten = {}, []
         if values:
-            params = {"ids": ids or ["-"], "account": account}
             with sanctioned(s, "erase"):
-                for table, key, columns, where in SUBJECT_ROWS:
-                    changed = rewrite(s, table, key, columns, where, params,
-                                      lambda _col, v: scrub(v, personal) if v is not None else v)
-                    counts[table] = len(changed)
-                    if table in CHAINED:
-                        rewritten += digests(s, table, changed)
+                counts, rewritten = redact(s, personal, {"ids": ids or ["-"], "account": account})
         detail = {"account": account, "values": len(values), "rows": counts, "rewritten": rewritten}
         audit(s, actor, "subject.erased", account, detail)
     return {"account": account, "values": len(values), "rows": counts, "decisions": len(ids)}
@@ -145,3 +155,31 @@ def sanctioned_digests(session) -> dict:
         for table, ref, digest in (_json(detail) or {}).get("rewritten", []):
             out[(table, ref)] = digest
     return out
+
+
+def retain(factory, events_before, facts_before, marks_of, key: bytes, actor: str | None,
+           dry_run: bool = False) -> dict:
+    """Delete events that occurred before `events_before`; redact the personal values of
+    decisions created before `facts_before`. One audited `retention.redacted` entry; with
+    `dry_run` the same work is done and rolled back, so the counts are exact."""
+    with factory() as s, s.begin() as tx:
+        counts, rewritten = {}, []
+        with sanctioned(s, "retention"):
+            counts["events_deleted"] = s.execute(text("DELETE FROM events WHERE occurred_at < :t"),
+                                                 {"t": events_before}).rowcount
+            old = s.execute(text("SELECT id, flow, facts FROM decisions WHERE created_at < :t"),
+                            {"t": facts_before}).all()
+            found: set = set()
+            for d in old:
+                found |= values_at(_json(d.facts), marks_of(d.flow))
+            if found:
+                done, rewritten = redact(s, personal_test(frozenset(found), key), {"ids": [d.id for d in old]})
+                counts.update(done)
+        counts["values"] = len(found)
+        audit(s, actor, "retention.redacted", None,
+              {"events_before": events_before.isoformat(), "facts_before": facts_before.isoformat(),
+               "rows": counts, "rewritten": rewritten})
+        if dry_run:
+            tx.rollback()
+    return {"dry_run": dry_run, "events_before": events_before.isoformat(),
+            "facts_before": facts_before.isoformat(), "rows": counts}

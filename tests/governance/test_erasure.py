@@ -1,6 +1,7 @@
-"""Erasing a subject on SQLite and PostgreSQL: after decisions, events and an outcome through
-the API, none of the subject's personal values is left in any table, another subject's are,
-the audit chain verifies, and a change made after the erasure is still caught."""
+"""Erasing a subject and retention on SQLite and PostgreSQL: after decisions, events and an
+outcome through the API, none of the subject's personal values is left in any table, another
+subject's are, the audit chain verifies, and a change made afterwards is still caught; retention
+deletes only the events and redacts only the decisions its policy names."""
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def api_keys():
 
 
 @pytest.fixture()
-def settings_overrides():
-    return {"pii_key": KEY.decode()}
+def settings_overrides(tmp_path):
+    policy = tmp_path / "retention.yaml"
+    policy.write_text("events_days: 1000\ndecision_facts_days: 730\n")
+    return {"pii_key": KEY.decode(), "retention_file": policy}
 
 
 @pytest.fixture()
@@ -119,3 +122,54 @@ def test_the_guards_hold_outside_an_erasure(app, recorded):
     with pytest.raises(Exception, match="append-only"):
         with transaction(rt.factory) as s:
             s.execute(text("UPDATE events SET data = '{}' WHERE account_id = 'acc-erase'"))
+
+
+def _retention(app, dry_run, days_from_now=731):
+    from datetime import timedelta
+
+    from adapters.store.db import now
+    from service import privacy
+    rt = app.extensions["postsale"]
+    return privacy.run_retention(rt, actor="ops", dry_run=dry_run, at=now() + timedelta(days=days_from_now))
+
+
+def _table(app, statement):
+    with app.extensions["postsale"].factory() as s:
+        return [tuple(r) for r in s.execute(text(statement))]
+
+
+def test_retention_deletes_old_events_and_redacts_old_decisions(app, recorded):
+    rt = app.extensions["postsale"]
+    before = sorted(_everything(rt.db).splitlines())
+    dry = _retention(app, dry_run=True)
+    assert sorted(_everything(rt.db).splitlines()) == before
+    assert dry["rows"]["events_deleted"] == 2 and dry["rows"]["decisions"] == 2 and dry["rows"]["values"] == 4, dry
+    done = _retention(app, dry_run=False)
+    assert done["rows"] == dry["rows"]
+    # the API's events occurred in January 2026, more than 1000 days before; the contact events today
+    assert sorted(e for (e,) in _table(app, "SELECT event_id FROM events")) == ["acc-erase-contact", "acc-stays-contact"]
+    decisions = repr(_table(app, "SELECT facts, result, context FROM decisions"))
+    for email, phone in SUBJECTS.values():
+        assert phone not in decisions and keyed_hash(email, KEY) not in decisions
+    result = verify(rt.factory, None)
+    assert result.ok, result.problems
+    assert _table(app, "SELECT actor FROM audit_log WHERE kind = 'retention.redacted'") == [("ops",)]
+    with transaction(rt.factory) as s:
+        s.execute(text("INSERT INTO sanctioned_rewrites (reason) VALUES ('forged')"))
+        s.execute(text("DELETE FROM decision_events WHERE id = (SELECT MIN(id) FROM decision_events)"))
+        s.execute(text("DELETE FROM sanctioned_rewrites"))
+    assert [p.kind for p in verify(rt.factory, None).problems] == ["removed"]
+
+
+def test_retention_within_the_policy_changes_nothing(app, recorded):
+    done = _retention(app, dry_run=False, days_from_now=0)
+    assert done["rows"] == {"events_deleted": 0, "values": 0}, done
+    assert verify(app.extensions["postsale"].factory, None).ok
+
+
+def test_a_bad_policy_is_named(app, tmp_path):
+    from service import privacy
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events_days: soon\n")
+    with pytest.raises(privacy.PolicyError, match=r"bad.yaml: events_days: 'soon'.*decision_facts_days: None"):
+        privacy.retention_policy(bad)
