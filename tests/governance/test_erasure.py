@@ -9,14 +9,13 @@ import io
 import json
 
 import pytest
-import yaml
 from sqlalchemy import text
 
 from adapters.store.audit import verify
 from adapters.store.db import transaction
 from engine.pii import keyed_hash
 from tests.api.conftest import app, auth, client, settings  # noqa: F401 - fixtures
-from tests.governance.test_pii import _everything
+from tests.governance.test_pii import _everything, rules_with
 
 KEY = b"test-pii-key"
 SUBJECTS = {"acc-erase": ("erase.me@example.com", "+44 20 7946 0001"),
@@ -26,15 +25,8 @@ SUBJECTS = {"acc-erase": ("erase.me@example.com", "+44 20 7946 0001"),
 @pytest.fixture()
 def rules_dir(tmp_path, root):
     """The shipped rules with a hashed and a kept personal property on the account."""
-    import shutil
-    dst = tmp_path / "rules"
-    shutil.copytree(root / "rules", dst)
-    path = dst / "renewal" / "facts.schema.yaml"
-    schema = yaml.safe_load(path.read_text())
-    schema["properties"]["account"]["properties"].update(
-        contact_email={"type": "string", "x-pii": "hash"}, contact_phone={"type": "string", "x-pii": "keep"})
-    path.write_text(yaml.safe_dump(schema))
-    return dst
+    return rules_with(tmp_path, root, contact_email={"type": "string", "x-pii": "hash"},
+                      contact_phone={"type": "string", "x-pii": "keep"})
 
 
 @pytest.fixture()

@@ -16,19 +16,23 @@ from tests.api.conftest import api_keys, app, auth, client, settings  # noqa: F4
 EMAIL, NAME = "alice.pii-probe@example.com", "Alice Pii-Probe"
 
 
-@pytest.fixture()
-def rules_dir(tmp_path, root):
-    """The shipped rules with two personal properties on the account."""
+def rules_with(tmp_path, root, **account_properties):
+    """A copy of the shipped rules whose renewal account has these further properties."""
     import shutil
     dst = tmp_path / "rules"
     shutil.copytree(root / "rules", dst)
     path = dst / "renewal" / "facts.schema.yaml"
     schema = yaml.safe_load(path.read_text())
-    schema["properties"]["account"]["properties"].update(
-        contact_email={"type": "string", "maxLength": 40, "x-pii": "hash"},
-        contact_name={"type": "string", "x-pii": "drop"})
+    schema["properties"]["account"]["properties"].update(account_properties)
     path.write_text(yaml.safe_dump(schema))
     return dst
+
+
+@pytest.fixture()
+def rules_dir(tmp_path, root):
+    """The shipped rules with two personal properties on the account."""
+    return rules_with(tmp_path, root, contact_email={"type": "string", "maxLength": 40, "x-pii": "hash"},
+                      contact_name={"type": "string", "x-pii": "drop"})
 
 
 @pytest.fixture()
