@@ -227,13 +227,12 @@ def _until(condition, what, limit=60.0, nudge=None):
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # two processes share a server, not a file
 def test_two_apps_on_one_database_converge_through_the_redis_broadcast(settings, rules_dir, example_facts):  # noqa: F811
     """Two apps (two workers) on one PostgreSQL schema and Redis: the poll is an hour, so only the
     broadcast can wake the other one; each step one app takes, the other adopts."""
     from api import create_app
     from tests.servers import redis_client
-    if not settings.database_url.startswith("postgresql"):
-        pytest.skip("the PostgreSQL case covers it")
     from service.runtime import CHANNEL
     url, redis = redis_client()
     shared = replace(settings, inline_dispatch_ms=0, redis_url=url, reload_poll_seconds=3600.0)
