@@ -27,7 +27,7 @@ import threading
 import time
 
 from adapters.stopping import stop_on_signals
-from cli.support import JSON_HELP, database_unusable, print_table, session_factory
+from cli.support import JSON_HELP, cli_actor, database_unusable, print_table, session_factory
 
 OK, FAILED = 0, 1
 
@@ -319,7 +319,7 @@ def cmd_redrive(args, out=None, factory=None) -> int:
         return FAILED
     try:
         results = redrive(factory or _factory(), row_ids=args.ids, all_dead=args.all_dead,
-                          actor=_actor())
+                          actor=cli_actor())
     except Exception as exc:  # noqa: BLE001
         return _db_error(exc)
     refused = sum(not r["redriven"] for r in results)
@@ -336,15 +336,6 @@ def cmd_redrive(args, out=None, factory=None) -> int:
     if not results:
         print("no dead rows", file=out)
     return FAILED if refused else OK
-
-
-def _actor() -> str:
-    """Who re-drove, for the audit trail: the operating-system user."""
-    import getpass
-    try:
-        return f"cli:{getpass.getuser()}"[:64]
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
 
 
 def cmd_policy_check(args, out=None) -> int:

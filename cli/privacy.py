@@ -7,11 +7,10 @@ Both work on DATABASE_URL; `postsale audit verify` still passes afterwards (docs
 """
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 
-from cli.support import JSON_HELP
+from cli.support import JSON_HELP, cli_actor
 
 OK, FAILED = 0, 1
 
@@ -55,7 +54,7 @@ def _run(use_case, out, rt):
 def cmd_erase(args, out=None, rt=None) -> int:
     from service import privacy
     out = out or sys.stdout
-    actor = args.actor or f"cli:{getpass.getuser()}"
+    actor = cli_actor(args.actor)
     done, code = _run(lambda r: privacy.erase(r, args.account, actor=actor), out, rt)
     if done is None:
         return code
@@ -71,7 +70,7 @@ def cmd_erase(args, out=None, rt=None) -> int:
 def cmd_retention(args, out=None, rt=None) -> int:
     from service import privacy
     out = out or sys.stdout
-    actor = args.actor or f"cli:{getpass.getuser()}"
+    actor = cli_actor(args.actor)
     try:
         done, code = _run(lambda r: privacy.run_retention(r, actor=actor, dry_run=args.dry_run), out, rt)
     except privacy.PolicyError as exc:

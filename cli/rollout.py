@@ -12,11 +12,10 @@ load, 2 the step was refused (nothing to promote, own candidate, ...).
 """
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 
-from cli.support import JSON_HELP
+from cli.support import JSON_HELP, cli_actor
 
 OK, LOAD_ERROR, REFUSED = 0, 1, 2
 
@@ -51,7 +50,7 @@ def cmd_rollout(args, out=None, rt=None) -> int:
     from cli.support import database_unusable
     out = out or sys.stdout
     step = args.rollout_command
-    actor = getattr(args, "actor", None) or f"cli:{getpass.getuser()}"
+    actor = cli_actor(getattr(args, "actor", None))
     try:
         own = rt is None
         rt = rt or bootstrap(start=False)

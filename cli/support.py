@@ -70,3 +70,15 @@ def time_argument(text: str):
     if problems:
         raise argparse.ArgumentTypeError(problems[0].message)
     return at
+
+
+def cli_actor(given: str | None = None) -> str:
+    """Who acts from the command line, for the audit trail: `--actor`, else the operating-system
+    user (as wide as the actor columns)."""
+    if given:
+        return given
+    import getpass
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
