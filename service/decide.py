@@ -156,7 +156,7 @@ def _decide(rt, cmd, flow, decider, idem, started, cpu, complete, unless) -> Dec
     budget = rt.settings.inline_dispatch_budget_ms
     if budget > 0:
         from adapters.dispatch.inline import dispatch_inline
-        account = (decided.get("account") or {}).get("id") if isinstance(decided.get("account"), dict) else None
+        account = _account_of(decided)
         dispatch_inline(rt.dispatcher(), rt.factory, decision_id, budget / 1000, body,
                         idem[0] if idem is not None else None,
                         recorded=(planned, account, telemetry.traceparent() or cmd.context.get("traceparent")))
@@ -256,7 +256,7 @@ def _from_features(rt, flow: str, account_id: str, given: dict) -> tuple[dict, d
     used = snap.used(datetime.now(timezone.utc))
     signals = {"newest_event_at": snap.newest_event_at, "features": used}
     facts = overlay(trigger.facts_for(used["values"]), given)
-    stated = facts.get("account", {}).get("id") if isinstance(facts.get("account"), dict) else None
+    stated = _account_of(facts)
     if stated is not None and stated != account_id:
         raise InvalidRequest([{"path": "$.facts.account.id",
                                "message": f"is '{stated}', but the decision is for account '{account_id}' ($.account_id)"}])
