@@ -60,6 +60,7 @@ from engine.decide import Decider  # noqa: E402
 from engine.errors import RulesetError  # noqa: E402
 from engine.facts import FactsModel, flatten  # noqa: E402
 from engine.language.flows import Sources, load_flow  # noqa: E402
+from engine.response import ResponseModels  # noqa: E402
 from engine.session import DurableEngine  # noqa: E402
 from gen import generate  # noqa: E402
 
@@ -382,7 +383,7 @@ def bench_sample(args, results) -> None:
     sources_fn = lambda: Sources.from_dir(flow_dir)  # noqa: E731
     flow = load_flow(sources_fn())
     example = json.loads((ROOT / "examples" / "renewal-facts.json").read_text())
-    decider = Decider(flow)
+    decider = Decider(flow, responses=ResponseModels.from_dir(ROOT / "models" / "response"))
     facts = sample_variants(example, SAMPLE_VARIANTS)
     wms = [flatten(decider.facts.prepare(f)) for f in facts]
     items = len(compile_flow(flow).items)

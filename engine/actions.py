@@ -35,19 +35,21 @@ AGGREGATE_PATHS = tuple(f"offers.{m}" for m in _MEASURES) + tuple(
     f"offers.{k}.{m}" for k in OFFER_KINDS for m in _MEASURES)
 
 
-def _aggregate(wm: dict, prefix: str, offer: dict, changed: set) -> None:
-    """One more candidate offer counted into the `prefix` measures (a missing value counts 0)."""
-    value, discount = offer["value"] or 0, offer["discount"] or 0
-    updates = {
-        f"{prefix}count": wm.get(f"{prefix}count", 0) + 1,
-        f"{prefix}value_total": round(wm.get(f"{prefix}value_total", 0) + value, 9),
-        f"{prefix}value_max": max(wm.get(f"{prefix}value_max", value), value),
-        f"{prefix}discount_max": max(wm.get(f"{prefix}discount_max", discount), discount),
-    }
-    for path, v in updates.items():
-        if path not in wm or not _identical(wm[path], v):
-            changed.add(path)
-        wm[path] = v
+def _aggregator(prefix: str):
+    """Counting one more candidate offer into the `prefix` measures (a missing value counts 0),
+    as a function of (wm, value, discount, changed), the measures' paths built once."""
+    count, total, top, deepest = (prefix + m for m in _MEASURES)
+
+    def aggregate(wm: dict, value, discount, changed: set) -> None:
+        get = wm.get
+        s = get(total, 0) + value
+        for path, v in ((count, get(count, 0) + 1), (total, round(s, 9) if type(s) is float else s),
+                        (top, max(get(top, value), value)), (deepest, max(get(deepest, discount), discount))):
+            old = get(path, MISSING)
+            if old is MISSING or type(old) is not type(v) or old != v:
+                changed.add(path)
+            wm[path] = v
+    return aggregate
 
 
 def offer_named(name: str, offer: dict) -> bool:
@@ -134,6 +136,7 @@ def _step(a, rid: str):
         value, propensity, discount, term = (compiled(a.value), compiled(a.propensity), compiled(a.discount),
                                              compiled(a.term_months))
         params = _params(a.params)
+        every, of_kind = _aggregator("offers."), _aggregator(f"offers.{kind}.")
 
         def recommend(wm, out, changed, sets):
             v, p, d = _num(value(wm)), _num(propensity(wm)), _num(discount(wm))
@@ -143,8 +146,9 @@ def _step(a, rid: str):
                 "reason": reason(wm), "rule": rid, "params": params(wm),
             }
             out.offers.append(made)
-            _aggregate(wm, "offers.", made, changed)
-            _aggregate(wm, f"offers.{kind}.", made, changed)
+            value_, discount_ = v or 0, made["discount"] or 0
+            every(wm, value_, discount_, changed)
+            of_kind(wm, value_, discount_, changed)
         return recommend
     if isinstance(a, Escalate):
         queue, approval, reason = a.queue, a.approval, renderer(a.reason)

@@ -21,6 +21,7 @@ import durable_rules_engine as _dre
 
 from .actions import RulesOutcome, firing
 from .compile.durable import DurableProgram, compile_flow, durable_json, fact_json
+from .compile.limits import MAX_PROPERTIES
 from .errors import DecisionError
 
 _names = itertools.count(1)
@@ -59,7 +60,7 @@ class DurableEngine:
             if self._closed:
                 raise DecisionError("engine-closed", f"engine {self.name} was closed")
             try:
-                return self._run(wm)
+                return self._run(wm) if self.program.strata is None else self._run_static(wm)
             except _dre.error as exc:
                 # the extension's state for these sessions cannot be trusted: drop every handle
                 # and start fresh ones
@@ -162,6 +163,79 @@ class DurableEngine:
         if error is not None:
             raise error
         return out
+
+    def _run_static(self, wm: dict) -> RulesOutcome:
+        """A program no part of which is ever re-asserted: each stratum's parts that can fire
+        on the facts as they are are asked for their matches (one assert, the activations
+        drained, one retract each), then the matched items fire in agenda order."""
+        program = self.program
+        parts, handles, states, whole = program.parts, self._handles, self._states, program.whole
+        fires, reads, position = self.fires, program.reads, program.position
+        limit = self.flow.max_firings
+        assert_fact, retract_fact = _dre.assert_fact, _dre.retract_fact
+        start_action, complete = _dre.start_action_for_state, _dre.complete_and_start_action
+        out = RulesOutcome()
+        doc = whole.document(wm, SID, str(next(self._ids)))
+        retraction = '{"sid":"%s","id":"%s"}' % (SID, doc["id"])
+        text = None
+        fired = 0
+        for index in program.strata:
+            chosen: list = []
+            index.select(wm, chosen)
+            if not chosen:
+                continue
+            shared = len(doc) <= MAX_PROPERTIES
+            if shared and text is None:
+                text = fact_json(doc)
+            due: list = []
+            for k in chosen:
+                h = handles[k]
+                _, states[k] = assert_fact(h, text if shared else fact_json(parts[k].document(wm, SID, doc["id"])))
+                try:
+                    res = start_action(h, states[k])
+                    msg = res[1] if res else None
+                    while msg:
+                        due.append(int(msg[3:msg.index('"', 3)]))
+                        msg = complete(h, states[k])
+                except _dre.error:
+                    raise  # never touch a session the extension failed in: run() recycles the handles
+                except BaseException:
+                    retract_fact(h, retraction)
+                    raise
+                retract_fact(h, retraction)
+            if len(due) > 1:
+                # parts of one stratum interleave in agenda order; an `$or` yields one match per true branch
+                due = sorted(set(due), key=position.__getitem__)
+            changed_all: set = set()
+            for idx in due:
+                if fired >= limit:
+                    raise DecisionError("firing-bound", f"more than {limit} firings; raise max_firings "
+                                        "in flow.yaml or simplify the chain")
+                fired += 1
+                changed = fires[idx](wm, out, reads[idx])
+                if changed:
+                    changed_all |= changed
+            if changed_all:
+                text = self._extended(text, doc, wm, changed_all)
+        return out
+
+    def _extended(self, text, doc, wm, changed) -> str | None:
+        """The shared working fact brought up to date after a stratum's firings, and its text
+        when they only added properties (the text extended, not encoded again); else None."""
+        program = self.program
+        keys = program.keys
+        if program.python_tests:
+            program.whole.update(doc, wm, changed, (), keys)
+            return None
+        touched = [keys[p] for p in changed if p in keys]
+        if not touched:
+            return text
+        fresh = text is not None and not any(k in doc for k in touched)
+        program.whole.update(doc, wm, changed, (), keys)
+        if not fresh:
+            return None
+        added = {k: doc[k] for k in touched if k in doc}
+        return text[:-1] + "," + durable_json(added)[1:] if added else text
 
     def _empty(self, docs, open_) -> None:
         """Retract every working fact: the agenda empties, so a started action completes into

@@ -54,39 +54,51 @@ def renderer(template: str):
     """`render(template, wm)` as a function of `wm`, the template parsed once."""
     if not template:
         return lambda wm: ""
-    pieces = tuple((literal, name, spec) for literal, name, spec, _ in _formatter.parse(template))
+    pieces = tuple((literal, name, None if name is None else formatter(spec))
+                   for literal, name, spec, _ in _formatter.parse(template))
 
     def run(wm: dict) -> str:
         parts = []
-        for literal, name, spec in pieces:
+        for literal, name, fmt in pieces:
             parts.append(literal)
             if name is None:
                 continue
             if name not in wm:
                 parts.append(f"<{name}?>")
                 continue
-            parts.append(formatted(wm[name], spec))
+            parts.append(fmt(wm[name]))
         return "".join(parts)
     return run
 
 
 def formatted(value, spec: str = "") -> str:
     """One value as a reason shows it: the author's notation, never Python's."""
+    return formatter(spec)(value)
+
+
+@lru_cache(maxsize=4096)
+def formatter(spec: str):
+    """`formatted(value, spec)` as a function of `value`, what the spec means decided once."""
     if not spec:
-        return _plain(value)
+        return _plain
     join = _JOIN.match(spec)
     if join:
         sep = join.group(1) if join.group(1) is not None else ", "
-        return sep.join(_plain(x) for x in value) if isinstance(value, list) else _plain(value)
+        return lambda value: sep.join(_plain(x) for x in value) if isinstance(value, list) else _plain(value)
     if "%" in spec and dates.valid_format(spec):
+        def date(value):
+            try:
+                return dates.render(value, spec)
+            except dates.DateError:
+                return _plain(value)
+        return date
+
+    def number(value):
         try:
-            return dates.render(value, spec)
-        except dates.DateError:
+            return format(value, spec)
+        except (ValueError, TypeError):
             return _plain(value)
-    try:
-        return format(value, spec)
-    except (ValueError, TypeError):
-        return _plain(value)
+    return number
 
 
 def _plain(value) -> str:
