@@ -80,12 +80,17 @@ class DecisionStore:
                 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.exec_driver_sql(*self._one_statement(engine, rows))
             return decision_id, at, result
+        if complete is None:  # SQLite: one transaction on a connection, no ORM session to set up
+            with engine.begin() as conn:
+                apply_claims(conn, claims)
+                for table, values in rows:
+                    conn.execute(_insert(table), values)
+            return decision_id, at, result
         with transaction(self.factory) as s:
             apply_claims(s, claims)
             for table, values in rows:
-                s.execute(table.insert(), values)
-            if complete is not None:
-                complete(s, decision_id, at, result)
+                s.execute(_insert(table), values)
+            complete(s, decision_id, at, result)
         return decision_id, at, result
 
     def _one_statement(self, engine, rows) -> tuple:
@@ -148,6 +153,18 @@ class DecisionStore:
 _SIGNALS = ("trigger", "signal_at", "newest_event_at", "features")
 _COST = ("latency_ms", "cpu_ms")
 _SHADOW = ("shadow_version", "shadow_changed", "shadow_plan")
+
+
+_INSERTS: dict = {}
+
+
+def _insert(table):
+    """The table's INSERT, built once: SQLAlchemy caches its compiled form by the statement's
+    key, which a statement built anew has to compute again on every write."""
+    stmt = _INSERTS.get(table)
+    if stmt is None:
+        stmt = _INSERTS[table] = table.insert()
+    return stmt
 
 
 def _policy(result: dict) -> dict:
