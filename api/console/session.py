@@ -14,6 +14,7 @@ from datetime import timedelta
 from functools import wraps
 
 from flask import current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 
 from ..auth import digest
 from ..errors import Problem
@@ -25,9 +26,20 @@ def configure(app, settings, keys) -> None:
     secret = settings.console_secret or hmac.new(
         b"postsale-console", "".join(sorted(h for h, _ in keys.entries)).encode(), hashlib.sha256).hexdigest()
     app.secret_key = secret
+    app.session_interface = ConsoleSessions()
     app.config.update(SESSION_COOKIE_NAME="postsale_console", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_PATH="/console",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """The signed cookie session, opened only under the console's path (the only one the
+    browser sends it to): an API request builds no signer and reads no cookie."""
+
+    def open_session(self, app, request):
+        if not request.path.startswith(app.config["SESSION_COOKIE_PATH"]):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 class Refused(Exception):
