@@ -20,7 +20,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from config.settings import SettingsError
 
 __all__ = ["configure", "tracer", "carrier", "context_of", "traceparent", "links_from", "ids", "SpanKind",
-           "Status", "StatusCode", "TelemetryError", "EXPORTERS", "attach", "detach", "in_span", "enabled"]
+           "Status", "StatusCode", "TelemetryError", "EXPORTERS", "attach", "detach", "in_span", "enabled",
+           "carries_context"]
 
 EXPORTERS = ("none", "console", "otlp")
 _lock = threading.Lock()
@@ -102,6 +103,11 @@ def context_of(headers) -> otel_context.Context | None:
         headers = {"traceparent": headers}
     ctx = propagate.extract(headers)
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+def carries_context(headers) -> bool:
+    """Whether the headers hold a field the configured propagators read (traceparent, ...)."""
+    return any(name in headers for name in propagate.get_global_textmap().fields)
 
 
 def links_from(carriers) -> list[Link]:

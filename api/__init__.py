@@ -52,12 +52,15 @@ def create_app(settings: Settings | None = None, runtime=None) -> Flask:
     def _start():
         g.request_id = (request.headers.get("X-Request-Id") or "")[:128] or secrets.token_hex(8)
         g.started = time.perf_counter()
-        route = request.url_rule.rule if request.url_rule is not None else request.path
-        span = telemetry.tracer("postsale.http").start_span(
-            f"{request.method} {route}", context=telemetry.context_of(request.headers), kind=telemetry.SpanKind.SERVER,
-            attributes={"http.request.method": request.method, "http.route": route, "url.path": request.path,
-                        "postsale.request_id": g.request_id})
-        g.span, g.span_token = span, telemetry.attach(telemetry.in_span(span))
+        # tracing off and no caller's trace to continue: the span would be the invalid one already current
+        if telemetry.enabled() or telemetry.carries_context(request.headers):
+            route = request.url_rule.rule if request.url_rule is not None else request.path
+            span = telemetry.tracer("postsale.http").start_span(
+                f"{request.method} {route}", context=telemetry.context_of(request.headers),
+                kind=telemetry.SpanKind.SERVER,
+                attributes={"http.request.method": request.method, "http.route": route, "url.path": request.path,
+                            "postsale.request_id": g.request_id})
+            g.span, g.span_token = span, telemetry.attach(telemetry.in_span(span))
         bad = limits.parameter_problems(request.view_args, request.args)
         if bad:
             raise errors.invalid(bad, "a path or query parameter cannot be used; every problem is listed in 'errors'")
