@@ -57,9 +57,37 @@ def number_problem(value) -> str | None:
     return None
 
 
+def within(value) -> bool:
+    """Whether the parsed JSON `value` keeps every bound: the walk of `problems` without
+    building a path for every node, for the common case of a body with nothing to report."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if _BAD_CHAR.search(node):
+                return False
+        elif isinstance(node, (int, float)):
+            if not isinstance(node, bool) and not -MAX_NUMBER <= node <= MAX_NUMBER:
+                return False
+        elif isinstance(node, dict):
+            if depth >= MAX_DEPTH:
+                return False
+            for k, v in node.items():
+                if isinstance(k, str) and (len(k) > MAX_KEY or _BAD_CHAR.search(k)):
+                    return False
+                stack.append((v, depth + 1))
+        elif isinstance(node, list):
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in node)
+    return True
+
+
 def problems(value, root: str = "$", limit: int = 50) -> list[dict]:
     """Every bound the parsed JSON `value` breaks, as [{path, message}] (at most `limit`);
     walks iteratively, so any depth is safe to inspect."""
+    if within(value):
+        return []
     out: list[dict] = []
     stack = [(value, root, 0)]
     while stack and len(out) < limit:
@@ -114,4 +142,4 @@ def parameter_problems(view_args: dict | None, args) -> list[dict]:
     return sorted(out, key=lambda p: p["path"])
 
 
-__all__ = ["problems", "decision_problems", "parameter_problems", "MAX_DEPTH", "MAX_NUMBER", "ACCOUNT_ID"]
+__all__ = ["problems", "within", "decision_problems", "parameter_problems", "MAX_DEPTH", "MAX_NUMBER", "ACCOUNT_ID"]
