@@ -35,20 +35,22 @@ AGGREGATE_PATHS = tuple(f"offers.{m}" for m in _MEASURES) + tuple(
     f"offers.{k}.{m}" for k in OFFER_KINDS for m in _MEASURES)
 
 
-def _aggregator(prefix: str):
-    """Counting one more candidate offer into the `prefix` measures (a missing value counts 0),
-    as a function of (wm, value, discount, changed), the measures' paths built once."""
-    count, total, top, deepest = (prefix + m for m in _MEASURES)
+def _aggregator(kind: str):
+    """Counting one more candidate offer of `kind` into the measures over all offers and over
+    its kind (a missing value counts 0), as a function of (wm, value, discount, changed), the
+    measures' paths built once."""
+    groups = tuple(tuple(prefix + m for m in _MEASURES) for prefix in ("offers.", f"offers.{kind}."))
 
     def aggregate(wm: dict, value, discount, changed: set) -> None:
         get = wm.get
-        s = get(total, 0) + value
-        for path, v in ((count, get(count, 0) + 1), (total, round(s, 9) if type(s) is float else s),
-                        (top, max(get(top, value), value)), (deepest, max(get(deepest, discount), discount))):
-            old = get(path, MISSING)
-            if old is MISSING or type(old) is not type(v) or old != v:
-                changed.add(path)
-            wm[path] = v
+        for count, total, top, deepest in groups:
+            s = get(total, 0) + value
+            for path, v in ((count, get(count, 0) + 1), (total, round(s, 9) if type(s) is float else s),
+                            (top, max(get(top, value), value)), (deepest, max(get(deepest, discount), discount))):
+                old = get(path, MISSING)
+                if old is MISSING or type(old) is not type(v) or old != v:
+                    changed.add(path)
+                wm[path] = v
     return aggregate
 
 
@@ -61,10 +63,6 @@ def offer_named(name: str, offer: dict) -> bool:
 def blocking(blocks: list, offer: dict):
     """The first block that names this offer, or None."""
     return next((b for b in blocks if offer_named(b["offer"], offer)), None)
-
-
-def _num(v):
-    return None if v is MISSING else v
 
 
 def fire(item, wm: dict, out: RulesOutcome, reads=None) -> set:
@@ -136,19 +134,22 @@ def _step(a, rid: str):
         value, propensity, discount, term = (compiled(a.value), compiled(a.propensity), compiled(a.discount),
                                              compiled(a.term_months))
         params = _params(a.params)
-        every, of_kind = _aggregator("offers."), _aggregator(f"offers.{kind}.")
+        aggregate = _aggregator(kind)
 
         def recommend(wm, out, changed, sets):
-            v, p, d = _num(value(wm)), _num(propensity(wm)), _num(discount(wm))
+            v, p, d, t = value(wm), propensity(wm), discount(wm), term(wm)
+            if v is MISSING:
+                v = None
+            if p is MISSING:
+                p = None
+            if d is MISSING or d is None:
+                d = 0
             made = {
-                "offer": offer, "kind": kind, "discount": d if d is not None else 0,
-                "term_months": _num(term(wm)), "value": v, "propensity": p,
-                "reason": reason(wm), "rule": rid, "params": params(wm),
+                "offer": offer, "kind": kind, "discount": d, "term_months": None if t is MISSING else t,
+                "value": v, "propensity": p, "reason": reason(wm), "rule": rid, "params": params(wm),
             }
             out.offers.append(made)
-            value_, discount_ = v or 0, made["discount"] or 0
-            every(wm, value_, discount_, changed)
-            of_kind(wm, value_, discount_, changed)
+            aggregate(wm, v or 0, d or 0, changed)
         return recommend
     if isinstance(a, Escalate):
         queue, approval, reason = a.queue, a.approval, renderer(a.reason)
@@ -172,6 +173,8 @@ def _step(a, rid: str):
 
 
 def _params(params):
+    if not params:
+        return lambda wm: {}
     prepared = tuple((k, renderer(v) if isinstance(v, str) else compiled(v), isinstance(v, str)) for k, v in params)
 
     def run(wm):

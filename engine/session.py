@@ -189,6 +189,9 @@ class DurableEngine:
                 text = fact_json(doc)
             due: list = []
             for k in chosen:
+                needs = parts[k].needs
+                if needs is not None and needs.isdisjoint(wm):
+                    continue
                 h = handles[k]
                 _, states[k] = assert_fact(h, text if shared else fact_json(parts[k].document(wm, SID, doc["id"])))
                 try:

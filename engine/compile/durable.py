@@ -80,6 +80,7 @@ class Part:
     python_tests: list     # (key, Test)
     reads: frozenset       # every path its conditions read (a change means re-asserting)
     markers: bool          # whether it can be re-asserted, so carries refraction markers
+    needs: frozenset | None = None  # static programs: facts one of which must be present for it to fire
 
     def document(self, wm: dict, sid: str, fid: str) -> dict:
         doc = {"sid": sid, "id": fid, "k": 1}
@@ -215,6 +216,20 @@ def _guards(cond) -> dict:
             return {}
         return {cond.path: frozenset(tags)}
     return {}
+
+
+def _required(cond) -> frozenset:
+    """Fact paths that must all be present for `cond` to hold (every test but `missing` and the
+    computed ones is false on a missing value)."""
+    if isinstance(cond, All):
+        return frozenset().union(*(_required(c) for c in cond.items))
+    if isinstance(cond, Any_):
+        each = [_required(c) for c in cond.items]
+        return frozenset.intersection(*each) if each else frozenset()
+    if isinstance(cond, Test) and cond.op not in ("missing",) and cond.op not in COMPUTED_OPS \
+            and not cond.op.startswith("!"):
+        return frozenset({cond.path} | ({cond.value.path} if isinstance(cond.value, FactRef) else set()))
+    return frozenset()
 
 
 @dataclass
@@ -371,6 +386,7 @@ class _Item:
     reads: frozenset  # fact paths its condition reads
     writes: frozenset
     guards: dict = field(default_factory=dict)  # see _guards
+    required: frozenset = frozenset()  # see _required
 
     def __post_init__(self):
         plain = limits.chain(self.rule(False)["all"][0]["m"])
@@ -506,7 +522,7 @@ def compile_flow(flow, max_items: int | None = None) -> DurableProgram:
         c.used = set()
         expr = None if isinstance(cond, All) and not cond.items else c.expr(cond)
         compiled.append(_Item(i, item.priority, _conjuncts(expr), frozenset(c.used),
-                              frozenset(paths_read(condition_of(item))), _writes(item), _guards(cond)))
+                              frozenset(paths_read(condition_of(item))), _writes(item), _guards(cond), _required(cond)))
     diagnostics = []
     for it in compiled:
         if not 0 <= 32768 - it.priority <= 65534:
@@ -554,7 +570,18 @@ def _static(layout: _Layout, compiled: list, part) -> tuple[list, list]:
     stratum's items then fire in agenda order on the facts as they are when it is reached, so
     its items need not be consecutive parts, and are grouped by the values they need instead."""
     guards = {it.index: it.guards for it in compiled}
+    derived = frozenset().union(*(it.writes for it in compiled))
     parts, strata = [], []
+
+    def needs(run) -> frozenset | None:
+        """One derived fact per item that it cannot fire without (None: some item needs none)."""
+        out = set()
+        for it in run:
+            need = it.required & derived
+            if not need:
+                return None
+            out.add(min(need))
+        return frozenset(out)
 
     def place(node: Index) -> Index:
         members = node.parts
@@ -562,6 +589,7 @@ def _static(layout: _Layout, compiled: list, part) -> tuple[list, list]:
         for run in (layout.runs(members) if members else ()):
             node.parts.append(len(parts))
             parts.append(part(run, False))
+            parts[-1].needs = needs(run)
         node.buckets = {t: place(b) for t, b in node.buckets.items()}
         if node.rest is not None:
             node.rest = place(node.rest)
