@@ -559,7 +559,7 @@ def profile_run(engine, wms, n: int) -> dict:
     durable_calls = {}
     top = []
     for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
-        if func == "_run" and file.endswith("session.py"):
+        if func in ("_run", "_run_static") and file.endswith("session.py"):
             total = ct
         if "durable_rules_engine" in func:
             parts["durable_rules_engine calls"] += ct
@@ -703,7 +703,7 @@ def report(results) -> str:
         lines.append(f"## Profile: DurableEngine.run, {p['label']}\n")
         lines.append(f"{p['decisions']} decisions under cProfile, {p['profiled_ms_per_decision']} ms per decision "
                      "profiled (cProfile inflates Python-level calls more than C calls)\n")
-        lines.append("| part of DurableEngine._run | ms | share |")
+        lines.append("| part of DurableEngine.run | ms | share |")
         lines.append("|---|---:|---:|")
         for k, v in p["split"].items():
             lines.append(f"| {k} | {v['ms']} | {v['share']:.0%} |")
