@@ -6,6 +6,7 @@ Each test session works in its own PostgreSQL schema, so runs never see each oth
 from __future__ import annotations
 
 import os
+import re
 import secrets
 
 import pytest
@@ -24,7 +25,7 @@ def _unavailable(what: str, exc: Exception):
 def postgres_schema_url() -> tuple[str, callable]:
     """A URL whose search_path is a fresh schema, and a function that drops it."""
     import psycopg
-    base = os.environ.get("TEST_DATABASE_URL", PG_DEFAULT)
+    base = libpq_url(os.environ.get("TEST_DATABASE_URL", PG_DEFAULT))
     schema = f"t_{secrets.token_hex(6)}"
     try:
         with psycopg.connect(base, autocommit=True, connect_timeout=3) as conn:
@@ -38,6 +39,12 @@ def postgres_schema_url() -> tuple[str, callable]:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
     return url, drop
+
+
+def libpq_url(url: str) -> str:
+    """The URL libpq understands: TEST_DATABASE_URL may be written as the service's own
+    settings write it (`postgresql+psycopg://`), which psycopg.connect refuses."""
+    return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
 
 
 def redis_client():
