@@ -63,7 +63,7 @@ def _count(text: str) -> int:
 
 
 def add_subcommands(subparsers) -> None:
-    s = subparsers.add_parser("simulate", help="score policies (none, blanket, thumb, shipped, http, oracle) on a "
+    s = subparsers.add_parser("simulate", help="score policies (none, blanket, thumb, shipped, http, ceiling, oracle) on a "
                                                "synthetic book, or write logged training data")
     s.add_argument("--accounts", type=_count, default=5000, metavar="N", help="accounts in the book (default 5000)")
     s.add_argument("--seed", type=_seeds, default=[1], metavar="S", help="the book's seed, or a list: 1,2,3")
@@ -106,6 +106,7 @@ def cmd_simulate(args) -> int:
 
 def _run(args, policies, key, progress) -> int:
     """Each seed's book scored, with the policy being scored on the progress line (a terminal only)."""
+    from simulator.ceiling import CeilingUnavailable
     from simulator.policies import HttpError
     from simulator.run import simulate, table
     reports = []
@@ -115,7 +116,7 @@ def _run(args, policies, key, progress) -> int:
                                     args.capacity_share,
                                     on_policy=lambda name, seed=seed: progress.phase(f"seed {seed}: {name}")))
             progress.advance()
-        except HttpError as exc:
+        except (HttpError, CeilingUnavailable) as exc:
             print(f"postsale simulate: {exc}", file=sys.stderr)
             return LOAD_ERROR
         except Exception as exc:  # noqa: BLE001 - the runtime does not start: one line, not a trace

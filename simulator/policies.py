@@ -13,6 +13,9 @@ account's facts, no scores, nothing of the truth) and answers with an Action; `s
     http     the product over its API: POST /v1/decisions, recorded, on a running service
     rules    a loaded flow decided in this process, recorded nowhere (postsale diff compares two)
     oracle   simulator.oracle (knows the truth; not here, so this module never imports it)
+    ceiling  simulator.ceiling: the oracle's choices made from the observables alone, by a regression
+             of the truth's expected values on them (an estimate of the most such a policy earns)
+    gbm-log  the same regression learned from 1,000,000 sampled outcomes of random actions
 """
 from __future__ import annotations
 
@@ -209,7 +212,7 @@ class Http(DecisionPolicy):
 
 
 SIMPLE = {"none": Nothing, "blanket": Blanket, "thumb": Thumb}
-NAMES = ("none", "blanket", "thumb", "shipped", "http", "oracle")
+NAMES = ("none", "blanket", "thumb", "shipped", "http", "ceiling", "gbm-log", "oracle")
 
 __all__ = ["Blanket", "DecisionPolicy", "Http", "HttpError", "NAMES", "Nothing", "Policy", "Rules", "Shipped",
            "Slots", "Thumb", "looks_risky"]

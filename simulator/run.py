@@ -159,6 +159,10 @@ def simulate(accounts: int = 5000, seed: int = 1, shift: int = 0, policies=("non
         deferred = 0
         if name == "oracle":
             acts = oracle_actions(population, capacity, human_cost)
+        elif name in ("ceiling", "gbm-log"):
+            from .ceiling import ceiling_actions, fit_logged
+            model = fit_logged(seed, shift, human_cost=human_cost) if name == "gbm-log" else None
+            acts = ceiling_actions(population, capacity, seed, shift, human_cost, model=model)
         else:
             policy = make_policy(name, http_url, api_key, capacity)
             try:
