@@ -122,12 +122,23 @@ class Runtime:
         if missing:
             self.reload(actor="startup", only=missing)
         self.sync(force=True)
+        self._seed_capacity()
         try:
             from adapters.store.knowledge import load_if_present
             load_if_present(self.db, self.factory, self.settings.knowledge_dir)
         except Exception as exc:  # noqa: BLE001 - decisions do not depend on the knowledge documents
             log.warning("could not load the knowledge documents: %s", exc)
         self.citations.clear()
+
+    def _seed_capacity(self) -> None:
+        """The capacity's value windows from recorded decisions, once, before serving."""
+        from adapters.store.capacity import seed_from_records
+        queues = {name: d.chooser.choice.human_queue for name, d in self.deciders.items()
+                  if getattr(d, "chooser", None) is not None}
+        try:
+            seed_from_records(self.capacity, self.factory, queues)
+        except Exception as exc:  # noqa: BLE001 - without history the window forms as decisions come
+            log.warning("could not read recorded touch values for the capacity threshold: %s", exc)
 
     def _latest(self) -> dict:
         with self.factory() as s:

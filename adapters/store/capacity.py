@@ -13,7 +13,9 @@ a slot still ranks accounts by value rather than by arrival:
   always go and are counted apart.
 
 A dry run reads the threshold and the slots left without taking one (the count it reads is at
-most a second old).
+most a second old). A process that starts fills its window from the values recent recorded
+decisions put on a touch (`seed_from_records`), so a restart or a deploy does not leave its first
+decisions without a threshold, and a new worker starts on the threshold the others use.
 
 On the decision path the slot is not taken while deciding: `deferred()` admits on the threshold
 and notes the claim, and the decision store applies it in the decision's own transaction
@@ -37,7 +39,7 @@ from sqlalchemy.orm import Session
 from engine.choose import Admission, Unlimited
 
 from .db import transaction
-from .models import CapacitySlot
+from .models import CapacitySlot, Decision
 
 WARMUP = 50
 
@@ -179,6 +181,14 @@ class QueueCapacity:
             seen = self._seen[(queue, period)] = (at, self.counter.used(queue, period)[0])
         return seen[1]
 
+    def seed(self, queue: str, values) -> int:
+        """Observe `values` (oldest first) into the queue's window; how many."""
+        w, n = self.window(queue), 0
+        for v in values:
+            w.observe(v)
+            n += 1
+        return n
+
     def deferred(self) -> "DeferredCapacity":
         """A capacity for one decision: admits as `admit` does and notes the slots to take."""
         return DeferredCapacity(self)
@@ -240,6 +250,26 @@ class DeferredCapacity:
     def again(self, taken: SlotsTaken) -> "DeferredCapacity":
         self.capacity.full(taken.claim)
         return DeferredCapacity(self.capacity, observe=False)
+
+
+def recorded_values(factory, flow: str, limit: int) -> list[float]:
+    """The values the last `limit` recorded decisions of `flow` put on an optional touch (those
+    that asked for an admission, as `admit` observes them), oldest first."""
+    choice = Decision.result["trace"]["choice"]
+    stmt = (select(choice["human_value"].as_float(), choice["admission"]["mandatory"].as_boolean())
+            .where(Decision.flow == flow, choice["admission"].isnot(None))
+            .order_by(Decision.id.desc()).limit(limit))
+    with factory() as s:
+        rows = s.execute(stmt).all()
+    return [float(v) for v, mandatory in reversed(rows) if v is not None and not mandatory]
+
+
+def seed_from_records(capacity, factory, queues: dict[str, str]) -> int:
+    """Fill each queue's window from its flow's recorded decisions (`queues`: flow -> queue);
+    how many values. Nothing for a capacity that keeps no window."""
+    if not isinstance(capacity, QueueCapacity):
+        return 0
+    return sum(capacity.seed(queue, recorded_values(factory, flow, capacity._size)) for flow, queue in queues.items())
 
 
 def build(settings, factory):

@@ -156,3 +156,41 @@ def test_the_decide_use_case_takes_the_slot_with_the_record_and_gives_it_to_no_o
     assert not touched and used == [2] and decisions == 4
     assert not admission["admitted"] and "used its 2 slots" in admission["reason"]
     assert two.capacity._full                                    # known full: no more tries this period
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_process_that_starts_takes_its_threshold_from_the_recorded_decisions(tmp_path, backend):
+    """A restart or a new worker does not wait for 50 decisions of its own before a touch can be
+    admitted: its window starts with the values the recorded decisions put on one."""
+    from dataclasses import replace
+
+    from config.settings import from_env
+    from service.bootstrap import bootstrap
+    from service.decide import DecideCommand, decide
+    url, drop = (f"sqlite:///{tmp_path / 'seed.db'}", lambda: None) if backend == "sqlite" else postgres_schema_url()
+    try:
+        migrate(url)
+        settings = replace(from_env({"DATABASE_URL": url, "POSTSALE_MODELS": "", "POSTSALE_INLINE_DISPATCH_MS": "0",
+                                     "POSTSALE_EVALUATE_IN_SERVER": "0", "POSTSALE_HOLDOUT_SHARE": "0"}),
+                           human_capacity=100, capacity_share=0.1)
+        first = bootstrap(settings, redis=None)
+        try:
+            assert len(first.capacity.window("csm")) == 0
+            for i in range(6):
+                facts = json.loads(json.dumps(FACTS))
+                facts["account"]["id"] = f"seed-{i}"
+                facts["account"]["arr"] = 90000 + 1000 * i
+                decide(first, DecideCommand(facts=facts))
+            decide(first, DecideCommand(facts={**FACTS, "account": {**FACTS["account"], "id": "dry"}}, dry_run=True))
+            observed = sorted(first.capacity.window("csm")._sorted)
+        finally:
+            first.close()
+        assert len(observed) == 7                      # six recorded decisions and a dry run valued a touch
+        second = bootstrap(settings, redis=None)
+        try:
+            seeded = sorted(second.capacity.window("csm")._sorted)
+        finally:
+            second.close()
+        assert len(seeded) == 6 and set(seeded) <= {round(v, 2) for v in observed}  # the dry run: not recorded
+    finally:
+        drop()
