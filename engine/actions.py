@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from . import tables
 from .conditions import matched_values, paths_read
-from .expressions import MISSING, compiled
+from .expressions import MISSING, compiled, round9
 from .ir import Block, Escalate, Recommend, RequestAction, Rule, SetFact, Table
 from .templates import renderer
 
@@ -44,13 +44,23 @@ def _aggregator(kind: str):
     def aggregate(wm: dict, value, discount, changed: set) -> None:
         get = wm.get
         for count, total, top, deepest in groups:
-            s = get(total, 0) + value
-            for path, v in ((count, get(count, 0) + 1), (total, round(s, 9) if type(s) is float else s),
-                            (top, max(get(top, value), value)), (deepest, max(get(deepest, discount), discount))):
-                old = get(path, MISSING)
-                if old is MISSING or type(old) is not type(v) or old != v:
-                    changed.add(path)
-                wm[path] = v
+            oc, ot, om, od = get(count, MISSING), get(total, MISSING), get(top, MISSING), get(deepest, MISSING)
+            c = (0 if oc is MISSING else oc) + 1
+            s = (0 if ot is MISSING else ot) + value
+            if type(s) is float:
+                s = round9(s)
+            m = value if om is MISSING else max(om, value)
+            d = discount if od is MISSING else max(od, discount)
+            # a measure changed unless it holds an identical value (same type, equal)
+            if oc is MISSING or type(oc) is not type(c) or oc != c:
+                changed.add(count)
+            if ot is MISSING or type(ot) is not type(s) or ot != s:
+                changed.add(total)
+            if om is MISSING or type(om) is not type(m) or om != m:
+                changed.add(top)
+            if od is MISSING or type(od) is not type(d) or od != d:
+                changed.add(deepest)
+            wm[count], wm[total], wm[top], wm[deepest] = c, s, m, d
     return aggregate
 
 

@@ -65,13 +65,24 @@ def compiled(value):
         return coalesce
     if len(fns) == 2:
         f, g = fns
+        binary = _BINARY.get(op)
+        if binary is None:
+            def two(wm):
+                a, b = f(wm), g(wm)
+                if a is MISSING or b is MISSING:
+                    return MISSING
+                return _apply(op, [a, b])
+            return two
 
-        def two(wm):
+        def two_fast(wm):
             a, b = f(wm), g(wm)
             if a is MISSING or b is MISSING:
                 return MISSING
-            return _apply(op, [a, b])
-        return two
+            try:
+                return binary(a, b)
+            except TypeError as exc:
+                raise DecisionError("expression-type", f"{op} over non-numbers: {exc}") from None
+        return two_fast
 
     def many(wm):
         args = [f(wm) for f in fns]
@@ -120,6 +131,17 @@ _IMPL = {
 }
 
 
+# the two-argument forms of _IMPL's sum, difference, product, min and max, computed the same way
+# (0 + a + b: sum starts from 0, so -0.0 + -0.0 gives 0.0 as it does there) without a list
+_BINARY = {
+    "add": lambda a, b: _clean(0 + a + b),
+    "sub": lambda a, b: _clean(a - b),
+    "mul": lambda a, b: _mul((a, b)),
+    "min": min,
+    "max": max,
+}
+
+
 def _number(x):
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise TypeError(f"{x!r} is not a number")
@@ -146,9 +168,19 @@ def _apply(op: str, args: list):
 
 def _clean(x):
     """Round float noise (0.1 + 0.2) so results are stable and readable."""
-    if isinstance(x, float):
-        return round(x, 9)
+    if type(x) is float:
+        return round9(x)
     return x
+
+
+def round9(x: float) -> float:
+    """`round(x, 9)`, without its correctly rounded decimal conversion (about 5k instructions)
+    when x is already a 9-place decimal, as most results are. Below 2**22 a double's spacing is
+    under 1e-9, so if the nearest integer r to x * 1e9 gives back x as r / 1e9, r is the integer
+    nearest to the exact x * 1e9, and round(x, 9), the double nearest to r / 1e9, is x."""
+    if -4194304.0 < x < 4194304.0 and round(x * 1e9) / 1e9 == x:
+        return x
+    return round(x, 9)
 
 
 def refs(value) -> set[str]:

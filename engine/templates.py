@@ -54,19 +54,19 @@ def renderer(template: str):
     """`render(template, wm)` as a function of `wm`, the template parsed once."""
     if not template:
         return lambda wm: ""
-    pieces = tuple((literal, name, None if name is None else formatter(spec))
-                   for literal, name, spec, _ in _formatter.parse(template))
+    # (text before the field, field, what an absent fact shows, format), the text of bare
+    # literal pieces (an escaped brace splits one) joined to the next field's, and the tail
+    fields_, text = [], ""
+    for literal, name, spec, _ in _formatter.parse(template):
+        text += literal
+        if name is not None:
+            fields_.append((text, name, "<" + name + "?>", formatter(spec)))
+            text = ""
+    fields_, tail = tuple(fields_), text
 
     def run(wm: dict) -> str:
-        parts = []
-        for literal, name, fmt in pieces:
-            parts.append(literal)
-            if name is None:
-                continue
-            if name not in wm:
-                parts.append(f"<{name}?>")
-                continue
-            parts.append(fmt(wm[name]))
+        parts = [literal + fmt(wm[name]) if name in wm else literal + absent for literal, name, absent, fmt in fields_]
+        parts.append(tail)
         return "".join(parts)
     return run
 
@@ -102,6 +102,13 @@ def formatter(spec: str):
 
 
 def _plain(value) -> str:
+    t = type(value)
+    if t is str:
+        return value
+    if t is int:
+        return str(value)
+    if t is float:
+        return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, list):
         return ", ".join(_plain(x) for x in value)
     if isinstance(value, dict):
