@@ -96,7 +96,10 @@ def firing(item):
         if reads is None:
             matched = matched_values(when, wm)
         else:
-            matched = {p: wm[p] for p in reads if p in wm}
+            matched = {}  # a loop, not a comprehension: on Python 3.11 that builds a function per call
+            for p in reads:
+                if p in wm:
+                    matched[p] = wm[p]
         changed, sets = set(), {}
         for step in steps:
             step(wm, out, changed, sets)

@@ -165,12 +165,13 @@ class DurableEngine:
         return out
 
     def _run_static(self, wm: dict) -> RulesOutcome:
-        """A program no part of which is ever re-asserted: each stratum's parts that can fire
-        on the facts as they are are asked for their matches (one assert, the activations
-        drained, one retract each), then the matched items fire in agenda order."""
+        """A program no part of which is ever re-asserted: before each stratum fires, the parts
+        asked with it that can fire on the facts as they are are asked for their matches (one
+        assert, the activations drained, one retract each); each match waits for its own
+        stratum, whose matched items then fire in agenda order."""
         program = self.program
         parts, handles, states, whole = program.parts, self._handles, self._states, program.whole
-        fires, reads, position = self.fires, program.reads, program.position
+        fires, reads, position, stratum = self.fires, program.reads, program.position, program.stratum
         limit = self.flow.max_firings
         assert_fact, retract_fact = _dre.assert_fact, _dre.retract_fact
         start_action, complete = _dre.start_action_for_state, _dre.complete_and_start_action
@@ -179,35 +180,43 @@ class DurableEngine:
         retraction = '{"sid":"%s","id":"%s"}' % (SID, doc["id"])
         text = None
         fired = 0
-        for index in program.strata:
+        waiting: dict = {}  # stratum -> items matched for it
+        for j, index in enumerate(program.strata):
             chosen: list = []
             index.select(wm, chosen)
-            if not chosen:
-                continue
-            shared = len(doc) <= MAX_PROPERTIES
-            if shared and text is None:
-                text = fact_json(doc)
-            due: list = []
-            for k in chosen:
-                needs = parts[k].needs
-                if needs is not None and needs.isdisjoint(wm):
-                    continue
-                h = handles[k]
-                _, states[k] = assert_fact(h, text if shared else fact_json(parts[k].document(wm, SID, doc["id"])))
-                try:
-                    res = start_action(h, states[k])
-                    msg = res[1] if res else None
-                    while msg:
-                        due.append(int(msg[3:msg.index('"', 3)]))
-                        msg = complete(h, states[k])
-                except _dre.error:
-                    raise  # never touch a session the extension failed in: run() recycles the handles
-                except BaseException:
+            if chosen:
+                shared = len(doc) <= MAX_PROPERTIES
+                if shared and text is None:
+                    text = fact_json(doc)
+                for k in chosen:
+                    needs = parts[k].needs
+                    if needs is not None and needs.isdisjoint(wm):
+                        continue
+                    h = handles[k]
+                    _, states[k] = assert_fact(h, text if shared else
+                                               fact_json(parts[k].document(wm, SID, doc["id"])))
+                    try:
+                        res = start_action(h, states[k])
+                        msg = res[1] if res else None
+                        while msg:
+                            idx = int(msg[3:msg.index('"', 3)])
+                            at = stratum[idx]
+                            if at in waiting:
+                                waiting[at].append(idx)
+                            else:
+                                waiting[at] = [idx]
+                            msg = complete(h, states[k])
+                    except _dre.error:
+                        raise  # never touch a session the extension failed in: run() recycles the handles
+                    except BaseException:
+                        retract_fact(h, retraction)
+                        raise
                     retract_fact(h, retraction)
-                    raise
-                retract_fact(h, retraction)
+            due = waiting.pop(j, None)
+            if due is None:
+                continue
             if len(due) > 1:
-                # parts of one stratum interleave in agenda order; an `$or` yields one match per true branch
+                # parts interleave in agenda order; an `$or` yields one match per true branch
                 due = sorted(set(due), key=position.__getitem__)
             changed_all: set = set()
             for idx in due:
@@ -230,14 +239,23 @@ class DurableEngine:
         if program.python_tests:
             program.whole.update(doc, wm, changed, (), keys)
             return None
-        touched = [keys[p] for p in changed if p in keys]
+        touched = []  # loops, not comprehensions: on Python 3.11 those build a function per call
+        fresh = text is not None
+        for p in changed:
+            k = keys.get(p)
+            if k is not None:
+                touched.append(k)
+                if k in doc:
+                    fresh = False
         if not touched:
             return text
-        fresh = text is not None and not any(k in doc for k in touched)
         program.whole.update(doc, wm, changed, (), keys)
         if not fresh:
             return None
-        added = {k: doc[k] for k in touched if k in doc}
+        added = {}
+        for k in touched:
+            if k in doc:
+                added[k] = doc[k]
         return text[:-1] + "," + durable_json(added)[1:] if added else text
 
     def _empty(self, docs, open_) -> None:

@@ -65,9 +65,10 @@ def renderer(template: str):
     fields_, tail = tuple(fields_), text
 
     def run(wm: dict) -> str:
-        parts = [literal + fmt(wm[name]) if name in wm else literal + absent for literal, name, absent, fmt in fields_]
-        parts.append(tail)
-        return "".join(parts)
+        text = ""
+        for literal, name, absent, fmt in fields_:  # a few fields: concatenation beats a join
+            text += literal + fmt(wm[name]) if name in wm else literal + absent
+        return text + tail
     return run
 
 

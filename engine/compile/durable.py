@@ -85,11 +85,16 @@ class Part:
     def document(self, wm: dict, sid: str, fid: str) -> dict:
         doc = {"sid": sid, "id": fid, "k": 1}
         point = False
+        present = []  # loops, not comprehensions: on Python 3.11 those build a function per call
         if len(self.fields) > len(wm):
             key_of = self._key_of
-            present = [(key_of[p], v) for p, v in wm.items() if p in key_of]
+            for p, v in wm.items():
+                if p in key_of:
+                    present.append((key_of[p], v))
         else:
-            present = [(key, wm[path]) for path, key in self.fields if path in wm]
+            for path, key in self.fields:
+                if path in wm:
+                    present.append((key, wm[path]))
         for key, v in present:
             t = v.__class__
             if t is float:
@@ -137,9 +142,11 @@ class DurableProgram:
     reads: list = None  # per item: the sorted paths its condition reads (for the trace)
     watched: frozenset = frozenset()  # every path some condition reads
     readers: dict = field(default_factory=dict)  # fact path -> the parts whose conditions read it
-    strata: list = None  # static programs: one Index per stratum, in agenda order (else None)
+    strata: list = None  # static programs: per stratum, in agenda order, the Index of the parts asked
+    # before it fires (else None)
     position: list = None  # per item: its place in the agenda order
     whole: "Part" = None  # static programs: every field, for the one working fact all parts share
+    stratum: list = None  # static programs: per item, the stratum in which it fires
 
     @property
     def definition(self) -> dict:
@@ -547,9 +554,9 @@ def compile_flow(flow, max_items: int | None = None) -> DurableProgram:
                     [(k, tests[k]) for k in sorted(keys - set(by_key), key=lambda k: int(k[1:]))],
                     frozenset().union(*(it.reads for it in members)), markers)
     parts = [part(layout.order[start:end], layout.markers(start, end)) for start, end in spans]
-    strata = None
+    strata = stratum = None
     if not any(p.markers for p in parts):
-        parts, strata = _static(layout, compiled, part)
+        parts, strata, stratum = _static(layout, compiled, part)
     readers: dict = {}
     for n, p in enumerate(parts):
         for path in p.reads:
@@ -562,13 +569,19 @@ def compile_flow(flow, max_items: int | None = None) -> DurableProgram:
                  list(c.python_tests), frozenset(c.keys), False)
     return DurableProgram(parts, items, dict(c.keys), list(c.python_tests), reads, frozenset(readers),
                           {p: tuple(ns) for p, ns in readers.items()}, strata, position,
-                          whole if strata is not None else None)
+                          whole if strata is not None else None, stratum)
 
 
-def _static(layout: _Layout, compiled: list, part) -> tuple[list, list]:
+def _static(layout: _Layout, compiled: list, part) -> tuple[list, list, list]:
     """The parts and per-stratum indexes of a flow in which no part can be re-asserted: every
     stratum's items then fire in agenda order on the facts as they are when it is reached, so
-    its items need not be consecutive parts, and are grouped by the values they need instead."""
+    its items need not be consecutive parts, and are grouped by the values they need instead.
+
+    An item is asked with the first stratum at which every fact it reads is final (the last
+    stratum that sets one has fired), not with its own: its matches cannot change after that,
+    and asking it early lets one assert serve items of several strata, so fewer and smaller
+    rulesets are asked. Returns the parts, one Index per stratum (the items asked before it
+    fires) and each item's stratum (where its match waits until it fires)."""
     guards = {it.index: it.guards for it in compiled}
     derived = frozenset().union(*(it.writes for it in compiled))
     parts, strata = [], []
@@ -594,9 +607,20 @@ def _static(layout: _Layout, compiled: list, part) -> tuple[list, list]:
         if node.rest is not None:
             node.rest = place(node.rest)
         return node
-    for s0, s1 in layout.strata():
-        strata.append(place(_tree(layout.order[s0:s1], guards)))
-    return parts, strata
+    spans = layout.strata()
+    stratum = [0] * len(compiled)
+    final: dict = {}  # fact path -> the stratum after whose firings it no longer changes
+    for j, (s0, s1) in enumerate(spans):
+        for it in layout.order[s0:s1]:
+            stratum[it.index] = j
+            for path in it.writes:
+                final[path] = j + 1
+    asked: list = [[] for _ in spans]
+    for it in layout.order:
+        asked[min(max((final.get(p, 0) for p in it.reads), default=0), stratum[it.index])].append(it)
+    for group in asked:
+        strata.append(place(_tree(group, guards)) if group else Index())
+    return parts, strata, stratum
 
 
 def dumps(program: DurableProgram) -> str:
