@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 
+from engine.facts import MAX_MAGNITUDE as MAX_NUMBER
+
 MAX_DEPTH = 32
-MAX_NUMBER = 1e18
 MAX_KEY = 256
 MAX_PARAM = 1024
 ACCOUNT_ID = 128

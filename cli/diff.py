@@ -10,11 +10,10 @@ stderr).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from cli.support import JSON_HELP
+from cli.support import JSON_HELP, finite_json
 
 OK, FAILED, TRIPPED = 0, 1, 2
 
@@ -65,7 +64,7 @@ def cmd_diff(args, out=None, factory=None) -> int:
         print("\n".join(exc.lines), file=sys.stderr)
         return FAILED
     if args.json:
-        print(json.dumps(report, indent=2), file=out)
+        print(finite_json(report, indent=2), file=out)
     else:
         out.write(markdown(report))
     for g in tripped(report):

@@ -9,11 +9,10 @@ database is not usable, 2 nothing to evaluate (no logged decision has an outcome
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from cli.support import JSON_HELP, time_argument
+from cli.support import JSON_HELP, finite_json, time_argument
 
 OK, FAILED, EMPTY = 0, 1, 2
 
@@ -64,7 +63,7 @@ def cmd_evaluate_policy(args, out=None, factory=None) -> int:
     finally:
         decider.close()
     if args.json:
-        print(json.dumps(report, indent=2), file=out)
+        print(finite_json(report, indent=2), file=out)
     else:
         out.write(report_text(report))
     return OK if report["counts"]["evaluated"] else EMPTY
@@ -81,7 +80,7 @@ def cmd_holdout(args, out=None, factory=None) -> int:
         return database_unusable(exc, "database", FAILED)
     report = {"flow": args.flow, "from": iso(args.since), "to": None, **report}
     if args.json:
-        print(json.dumps(report, indent=2), file=out)
+        print(finite_json(report, indent=2), file=out)
         return OK
     a = report["accounts"]
     out.write(f"{a['treated']} treated and {a['holdout']} held-out decisions with an outcome\n")

@@ -40,7 +40,7 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from engine.language.flows import load_flow_dir
     from engine.replay import replay, report_text
 
-    from cli.support import database_unusable, response_models, session_factory
+    from cli.support import database_unusable, exploration, response_models, session_factory
     from adapters.store.decisions import DecisionStore
     out = out or sys.stdout
     if getattr(args, "decision", None):
@@ -52,7 +52,7 @@ def cmd_replay(args, out=None, factory=None) -> int:
     from cli.support import rules_dir
     flow_dir = Path(args.rules or rules_dir()) / args.flow
     try:
-        decider = Decider(load_flow_dir(flow_dir), responses=response_models())
+        decider = Decider(load_flow_dir(flow_dir), responses=response_models(), exploration=exploration())
     except RulesetError as exc:
         for d in exc.diagnostics:
             print(d, file=sys.stderr)
@@ -79,12 +79,12 @@ def replay_one(decision_id: str, as_json: bool, out=None, factory=None) -> int:
     snapshot included) and its recorded capacity admission: 0 reproduced, 2 a difference, 1 unusable."""
     from adapters.store.models import Decision as Row
     from adapters.store.rulesets import sources_of
-    from cli.support import database_unusable, response_models, session_factory
+    from cli.support import database_unusable, exploration, response_models, session_factory
     from engine.choose import Recorded
     from engine.decide import Decider
     from engine.errors import RulesetError
     from engine.language.flows import Sources, load_flow
-    from engine.replay import _admitted, differences
+    from engine.replay import _admitted, differences, recorded_arm
     try:
         with (factory or session_factory())() as s:
             row = s.get(Row, decision_id)
@@ -99,13 +99,15 @@ def replay_one(decision_id: str, as_json: bool, out=None, factory=None) -> int:
               file=sys.stderr)
         return FAILED
     try:
-        decider = Decider(load_flow(Sources(f"rules/{row.flow}", sources)), responses=response_models())
+        decider = Decider(load_flow(Sources(f"rules/{row.flow}", sources)), responses=response_models(),
+                          exploration=exploration())
     except RulesetError as exc:
         for d in exc.diagnostics:
             print(d, file=sys.stderr)
         return FAILED
     try:
-        again = decider.decide(row.facts, claim=False, capacity=Recorded(_admitted(row.result)))
+        again = decider.decide(row.facts, claim=False, capacity=Recorded(_admitted(row.result)),
+                               exploration=recorded_arm(row.result, decider.exploration))
     finally:
         decider.close()
     out = out or sys.stdout

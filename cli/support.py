@@ -49,6 +49,32 @@ def response_models(environ=None):
     return ResponseModels.from_dir(from_env(environ).models_dir / "response")
 
 
+def exploration(environ=None):
+    """The holdout and exploration the service decides with (POSTSALE_HOLDOUT_SHARE, ...), so a
+    replay reproduces a recorded decision's arm: a held-out account is held out again."""
+    from config.settings import from_env
+    from engine.explore import Exploration
+    settings = from_env(environ)
+    return Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
+
+
+def finite_json(obj, **kw) -> str:
+    """JSON text of a report whose figures may be undefined (an interval of one row, a mean of
+    none): NaN and infinities become null, since JSON has no spelling for them."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(obj), allow_nan=False, **kw)
+
+
 def print_table(rows, cols, out) -> None:
     if not rows:
         print("(nothing)", file=out)

@@ -39,7 +39,8 @@ class Decider:
     def decide(self, facts: dict, **kw) -> dict:
         return self.decide_full(facts, **kw)[0]
 
-    def decide_full(self, facts: dict, *, claim: bool = True, capacity=None, now=None) -> tuple[dict, dict]:
+    def decide_full(self, facts: dict, *, claim: bool = True, capacity=None, now=None,
+                    exploration=None) -> tuple[dict, dict]:
         """(decision, the facts it was made on: validated, with the scores the models added and,
         when the flow reads it, the decision time under `decision`).
 
@@ -73,7 +74,7 @@ class Decider:
             span.set_attribute("postsale.rules_fired", len(outcome.firings))
         with tracer.start_as_current_span("guardrails"):
             decision = plan(self.flow, inputs, wm, outcome, self.chooser, capacity or self.capacity, claim,
-                            self.exploration)
+                            exploration or self.exploration)
         decision["trace"]["scores"] = scored
         return decision, prepared
 

@@ -65,6 +65,29 @@ class Exploration:
         return (self.explore / n if candidate and n else 0.0) + ((1.0 - self.explore) if best else 0.0)
 
 
+@dataclass(frozen=True)
+class RecordedArm:
+    """Replays the arm a recorded decision was in: a held-out account is held out again and an
+    exploited one is not, whatever the shares are now; an explored one draws its plan as
+    `base` does (the same salt picks the same plan)."""
+    arm: str | None
+    base: Exploration = Exploration()
+
+    def held_out(self, account_id) -> bool:
+        return self.arm == HOLDOUT if self.arm in ARMS else self.base.held_out(account_id)
+
+    def draw(self, inputs: dict) -> tuple[bool, float]:
+        if self.arm not in ARMS:
+            return self.base.draw(inputs)
+        if self.arm != EXPLORE:
+            return False, 0.0
+        key = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+        return True, _unit(self.base.salt, "pick", key)
+
+    def propensity(self, n: int, candidate: bool, best: bool) -> float:
+        return self.base.propensity(n, candidate, best)
+
+
 def in_share(salt: str, label: str, account_id, share: float) -> bool:
     """Whether the account falls in `share` of accounts for `label` (a canary): a stable hash of
     its id, so raising the share only adds accounts; `label` keeps it apart from the holdout."""
@@ -75,4 +98,4 @@ def in_share(salt: str, label: str, account_id, share: float) -> bool:
 
 NONE = Exploration()
 
-__all__ = ["ARMS", "EXPLOIT", "EXPLORE", "Exploration", "HOLDOUT", "NONE", "in_share"]
+__all__ = ["ARMS", "EXPLOIT", "EXPLORE", "Exploration", "HOLDOUT", "NONE", "RecordedArm", "in_share"]

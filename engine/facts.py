@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import copy
+import re
 from datetime import datetime, timezone
 
 import fastjsonschema
@@ -77,8 +78,14 @@ def _enum_type(values) -> str | None:
     return None
 
 
+MAX_MAGNITUDE = 1e18
+_NUMERAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+
+
 def _coerce(value, schema: dict):
-    """Best-effort coercion of strings from loosely typed clients; validation reports the rest."""
+    """Best-effort coercion of strings from loosely typed clients; validation reports the rest.
+    Only a plain decimal numeral becomes a number: Python's float() would also read "1_000",
+    other scripts' digits and "infinity"."""
     t = schema.get("type")
     if isinstance(t, list):
         t = next((x for x in t if x != "null"), None)
@@ -92,10 +99,9 @@ def _coerce(value, schema: dict):
         items = schema.get("items") or {}
         return [_coerce(v, items) for v in value]
     if t in ("number", "integer") and isinstance(value, str):
-        try:
-            n = float(value.strip())
-        except ValueError:
+        if not _NUMERAL.fullmatch(value):
             return value
+        n = float(value)
         if t == "integer":
             return int(n) if n.is_integer() else value
         return n
@@ -133,8 +139,10 @@ _formats.checks("date-time", raises=dates.DateError)(
 
 
 def _non_finite(value, path):
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+    """Paths of numbers no decision can compute with: NaN, infinities, and magnitudes above
+    MAX_MAGNITUDE (a numeral sent as a string is range-checked only here, once it is a number)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
             yield path
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -203,7 +211,8 @@ class FactsModel:
         coerced = _defaults(_drop_nulls(_coerce(facts, self.schema)), self.schema)
         bad = list(_non_finite(coerced, "$"))
         if bad:
-            raise FactsError([FactProblem(p, "not a finite number") for p in bad])
+            raise FactsError([FactProblem(p, f"not a finite number of at most {MAX_MAGNITUDE:.0e} in magnitude")
+                              for p in bad])
         if self._fast is not None:
             try:
                 self._fast(coerced)

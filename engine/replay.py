@@ -7,6 +7,7 @@ gives the same decision on the same rules (deterministic)."""
 from __future__ import annotations
 
 from .choose import Recorded
+from .explore import RecordedArm
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -143,14 +144,22 @@ def _admitted(result: dict):
     return None if adm is None else bool(adm.get("admitted"))
 
 
+def recorded_arm(result: dict, base=None) -> RecordedArm:
+    """The exploration that reproduces a recorded decision's arm (holdout, explore, exploit)."""
+    arm = ((result or {}).get("policy") or {}).get("arm")
+    return RecordedArm(arm, base) if base is not None else RecordedArm(arm)
+
+
 def replay(decider, records, examples: int = 10) -> Report:
-    """records: (decision id, account id, recorded version, facts, result) tuples."""
+    """records: (decision id, account id, recorded version, facts, result) tuples. Each is
+    decided with its recorded capacity admission and in its recorded arm."""
     report = Report(decider.flow.name, decider.flow.version)
     for decision_id, account_id, version, facts, result in records:
         report.replayed += 1
         report.recorded_versions[version] += 1
         try:
-            again = decider.decide(facts, claim=False, capacity=Recorded(_admitted(result)))
+            again = decider.decide(facts, claim=False, capacity=Recorded(_admitted(result)),
+                                   exploration=recorded_arm(result, decider.exploration))
         except Exception as exc:  # noqa: BLE001 - facts that no longer fit, a failing rule: counted and shown
             report.failed += 1
             if len(report.examples) < examples:

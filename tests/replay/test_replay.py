@@ -75,3 +75,18 @@ def test_action_parameters_count_and_undecidable_decisions_fail_the_gate(app, re
                       .replace("properties:\n  account:", "properties:\n  survey: {type: object}\n  account:", 1))
     code, report = run(app, rules_dir, capsys, fail_on_change=True)
     assert report["failed"] == len(CASES) and code == CHANGED
+
+
+class TestHeldOut:
+    """Accounts held out when they were decided are held out again on replay, whatever share
+    the replaying command reads (here the default 5%, where the service held out every account)."""
+
+    @pytest.fixture()
+    def settings_overrides(self):
+        return {"holdout_share": 1.0}
+
+    def test_held_out_decisions_replay_unchanged(self, app, recorded, rules_dir, capsys, monkeypatch):
+        monkeypatch.delenv("POSTSALE_HOLDOUT_SHARE", raising=False)
+        code, report = run(app, rules_dir, capsys, fail_on_change=True)
+        assert code == OK, report
+        assert report["replayed"] == len(CASES) and report["changed"] == 0
