@@ -44,23 +44,26 @@ def _aggregator(kind: str):
     def aggregate(wm: dict, value, discount, changed: set) -> None:
         get = wm.get
         for count, total, top, deepest in groups:
-            oc, ot, om, od = get(count, MISSING), get(total, MISSING), get(top, MISSING), get(deepest, MISSING)
-            c = (0 if oc is MISSING else oc) + 1
+            # a measure changed unless it holds an identical value (same type, equal): a count
+            # always does (one more); max(old, new) is the old value itself unless new > old,
+            # so no call to max and no comparison of the result
+            oc, ot = get(count, MISSING), get(total, MISSING)
+            wm[count] = 1 if oc is MISSING else oc + 1
+            changed.add(count)
             s = (0 if ot is MISSING else ot) + value
             if type(s) is float:
                 s = round9(s)
-            m = value if om is MISSING else max(om, value)
-            d = discount if od is MISSING else max(od, discount)
-            # a measure changed unless it holds an identical value (same type, equal)
-            if oc is MISSING or type(oc) is not type(c) or oc != c:
-                changed.add(count)
             if ot is MISSING or type(ot) is not type(s) or ot != s:
                 changed.add(total)
-            if om is MISSING or type(om) is not type(m) or om != m:
+            wm[total] = s
+            om = get(top, MISSING)
+            if om is MISSING or value > om:
+                wm[top] = value
                 changed.add(top)
-            if od is MISSING or type(od) is not type(d) or od != d:
+            od = get(deepest, MISSING)
+            if od is MISSING or discount > od:
+                wm[deepest] = discount
                 changed.add(deepest)
-            wm[count], wm[total], wm[top], wm[deepest] = c, s, m, d
     return aggregate
 
 
