@@ -4,6 +4,15 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 
+class JsonBoolean(fields.Boolean):
+    """true or false as JSON writes them; marshmallow's Boolean would also take "yes", "on", 1."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class DecisionRequest(Schema):
     class Meta:
         unknown = RAISE
@@ -15,7 +24,7 @@ class DecisionRequest(Schema):
         "description": "decide from this account's features (its events folded so far, mapped onto the flow's "
                        "facts by config/triggers.yaml); facts sent alongside override them"})
     context = fields.Dict(load_default=dict, metadata={"description": "caller context kept with the record (e.g. source system)"})
-    dry_run = fields.Boolean(load_default=False, metadata={"description": "decide without recording or planning actions"})
+    dry_run = JsonBoolean(load_default=False, metadata={"description": "decide without recording or planning actions"})
 
     @validates_schema
     def _facts_or_account(self, data, **_):
@@ -189,7 +198,7 @@ class DecisionPage(Schema):
 
 class HistoryQuery(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE  # a misspelt or unsupported filter is refused, not silently ignored
 
     account_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
@@ -309,7 +318,9 @@ def error_paths(err: ValidationError, prefix: str = "$") -> list[dict]:
     def walk(node, path):
         if isinstance(node, dict):
             for k, v in node.items():
-                walk(v, f"{path}.{k}" if not isinstance(k, int) else f"{path}[{k}]")
+                # marshmallow files a problem with a whole object (a list item that is no object,
+                # a schema-level check) under "_schema": the path is the object's own
+                walk(v, path if k == "_schema" else f"{path}.{k}" if not isinstance(k, int) else f"{path}[{k}]")
         elif isinstance(node, list):
             for m in node:
                 if isinstance(m, (dict, list)):

@@ -32,3 +32,22 @@ def test_a_value_within_the_bounds_has_no_problem(value):
 def test_a_value_past_a_bound_is_reported_by_path(value):
     assert not within(value)
     assert problems(value) and all(p["path"].startswith("$") for p in problems(value))
+
+
+def test_dry_run_takes_only_a_json_boolean(client, example_facts):
+    from tests.api.conftest import auth
+    facts = example_facts
+    for given in ("yes", 1, "true"):
+        r = client.post("/v1/decisions", json={"facts": facts, "dry_run": given}, headers=auth("k-decide"))
+        assert r.status_code == 400, given
+        assert [e["path"] for e in r.get_json()["errors"]] == ["$.dry_run"]
+
+
+def test_an_unknown_history_filter_is_refused_and_whole_object_problems_carry_the_object_path(client):
+    from tests.api.conftest import auth
+    r = client.get("/v1/decisions?account_id=a&since=notadate", headers=auth("k-read"))
+    assert r.status_code == 400 and [e["path"] for e in r.get_json()["errors"]] == ["query.since"]
+    r = client.post("/v1/outcomes", json={"outcomes": [{"type": "renewed"}, "str"]}, headers=auth("k-decide"))
+    assert r.status_code == 400
+    paths = [e["path"] for e in r.get_json()["errors"]]
+    assert "$.outcomes[1]" in paths and not any("_schema" in p for p in paths)
