@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from adapters.store.db import unavailable
@@ -70,7 +70,8 @@ def from_service(exc: ServiceError) -> Problem:
     if isinstance(exc, InvalidRequest):
         return invalid(exc.problems, *([exc.detail] if exc.detail else []))
     if isinstance(exc, IdempotencyMismatch):
-        return Problem(422, "Idempotency key reused", str(exc), TYPES + "idempotency-mismatch")
+        return Problem(422, "Idempotency key reused", str(exc), TYPES + "idempotency-mismatch",
+                       errors=[{"path": "header.Idempotency-Key", "message": str(exc)}])
     if isinstance(exc, DecisionFailed):
         return Problem(422, "The rules could not decide", str(exc), TYPES + "decision-failed", code=exc.code)
     if isinstance(exc, Unavailable):
@@ -92,7 +93,11 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         titles = {413: "Request body too large", 404: "Not found", 405: "Method not allowed"}
-        return problem_response(Problem(exc.code or 500, titles.get(exc.code, exc.name), exc.description or ""))
+        detail = exc.description or ""
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") if exc.code == 413 else None
+        if limit:
+            detail = f"the body is larger than this service takes ({limit:,} bytes, {limit // 1024:,} KiB)"
+        return problem_response(Problem(exc.code or 500, titles.get(exc.code, exc.name), detail))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -51,3 +51,15 @@ def test_an_unknown_history_filter_is_refused_and_whole_object_problems_carry_th
     assert r.status_code == 400
     paths = [e["path"] for e in r.get_json()["errors"]]
     assert "$.outcomes[1]" in paths and not any("_schema" in p for p in paths)
+
+
+def test_a_reused_idempotency_key_and_a_large_body_say_what_is_wrong(client, example_facts):
+    from tests.api.conftest import auth
+    headers = auth("k-decide", **{"Idempotency-Key": "reused-key-1"})
+    assert client.post("/v1/decisions", json={"facts": example_facts}, headers=headers).status_code == 201
+    other = {**example_facts, "account": {**example_facts["account"], "nps": 3}}
+    r = client.post("/v1/decisions", json={"facts": other}, headers=headers)
+    assert r.status_code == 422 and [e["path"] for e in r.get_json()["errors"]] == ["header.Idempotency-Key"]
+    r = client.post("/v1/decisions", data=b'{"facts": "' + b"x" * (70 * 1024) + b'"}',
+                    headers={**auth("k-decide"), "Content-Type": "application/json"})
+    assert r.status_code == 413 and "KiB" in r.get_json()["detail"]
