@@ -53,9 +53,8 @@ def exploration(environ=None):
     """The holdout and exploration the service decides with (POSTSALE_HOLDOUT_SHARE, ...), so a
     replay reproduces a recorded decision's arm: a held-out account is held out again."""
     from config.settings import from_env
-    from engine.explore import Exploration
-    settings = from_env(environ)
-    return Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
+    from service.runtime import exploration_of
+    return exploration_of(from_env(environ))
 
 
 def finite_json(obj, **kw) -> str:

@@ -26,6 +26,10 @@ HOLDOUT, EXPLORE, EXPLOIT = "holdout", "explore", "exploit"
 ARMS = (HOLDOUT, EXPLORE, EXPLOIT)
 
 
+def _key(inputs: dict) -> str:
+    return json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+
+
 def _unit(*parts: str) -> float:
     """A uniform number in [0, 1) from the parts' SHA-256."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
@@ -56,8 +60,12 @@ class Exploration:
         """(explore or not, a second uniform number to pick the explored plan with)."""
         if self.explore <= 0:
             return False, 0.0
-        key = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+        key = _key(inputs)
         return _unit(self.salt, "explore", key) < self.explore, _unit(self.salt, "pick", key)
+
+    def pick(self, inputs: dict) -> float:
+        """The uniform number `draw` picks an explored plan with for these inputs."""
+        return _unit(self.salt, "pick", _key(inputs))
 
     def propensity(self, n: int, candidate: bool, best: bool) -> float:
         """The probability that a plan is chosen, for an account not held out: `candidate`, it
@@ -81,8 +89,7 @@ class RecordedArm:
             return self.base.draw(inputs)
         if self.arm != EXPLORE:
             return False, 0.0
-        key = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
-        return True, _unit(self.base.salt, "pick", key)
+        return True, self.base.pick(inputs)
 
     def propensity(self, n: int, candidate: bool, best: bool) -> float:
         return self.base.propensity(n, candidate, best)

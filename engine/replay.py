@@ -7,7 +7,7 @@ gives the same decision on the same rules (deterministic)."""
 from __future__ import annotations
 
 from .choose import Recorded
-from .explore import RecordedArm
+from .explore import NONE, RecordedArm
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -147,7 +147,7 @@ def _admitted(result: dict):
 def recorded_arm(result: dict, base=None) -> RecordedArm:
     """The exploration that reproduces a recorded decision's arm (holdout, explore, exploit)."""
     arm = ((result or {}).get("policy") or {}).get("arm")
-    return RecordedArm(arm, base) if base is not None else RecordedArm(arm)
+    return RecordedArm(arm, base or NONE)
 
 
 def replay(decider, records, examples: int = 10) -> Report:

@@ -66,6 +66,11 @@ def read_sources(directory) -> dict:
     return {name: text for name, text in Sources.from_dir(directory).files.items() if isinstance(text, str)}
 
 
+def exploration_of(settings) -> Exploration:
+    """The holdout and exploration the settings configure, as every decider of the runtime uses them."""
+    return Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
+
+
 class Runtime:
     def __init__(self, settings, redis=None):
         self.settings = settings
@@ -78,7 +83,7 @@ class Runtime:
         self.responses = ResponseModels.from_dir(settings.models_dir / "response")
         self._responses_stamp = responses_stamp(settings.models_dir / "response")
         self.capacity = build_capacity(settings, self.factory)
-        self.exploration = Exploration(settings.holdout_share, settings.explore_share, settings.experiment_salt)
+        self.exploration = exploration_of(settings)
         self.deciders: dict[str, Decider] = {}
         self.candidates: dict = {}  # flow -> service.rollout.Candidate
         self._events = None
